@@ -1,0 +1,3 @@
+from kserve_llmd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""HTTP helpers shared by the simulator and the router (aiohttp): body reading with limits, OpenAI errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kserve_llmd.errors import BodyTooLargeError, InvalidRequestError, KserveLlmdError
+
+JSON_CONTENT_TYPE = "application/json"
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    # Proxies in front of us (nginx, some sidecars) must not buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=JSON_CONTENT_TYPE, headers=headers)
+
+
+def error_response(exc: KserveLlmdError) -> web.Response:
+    """The one place an error becomes an HTTP response (OpenAI-shaped body)."""
+    return json_response(exc.to_openai(), status=exc.status)
+
+
+async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """Read the request body as a JSON object, refusing bodies over ``max_bytes`` before reading them whole."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise BodyTooLargeError(f"request body of {length} bytes is over the limit of {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise BodyTooLargeError(f"request body is over the limit of {max_bytes} bytes")
+    return parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return body

@@ -1,0 +1,1 @@
+"""The cache-aware, load-aware router (see README.md in this folder)."""
