@@ -29,13 +29,26 @@ def error_response(exc: KserveLlmdError) -> web.Response:
 
 async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
     """Read the request body as a JSON object, refusing bodies over ``max_bytes`` before reading them whole."""
+    return parse_json_object(await read_body(request, max_bytes))
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole request body, refusing bodies over ``max_bytes`` (by Content-Length first, then as read)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise BodyTooLargeError(f"request body of {length} bytes is over the limit of {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise BodyTooLargeError(f"request body is over the limit of {max_bytes} bytes")
-    return parse_json_object(raw)
+    # StreamReader.read(n) returns what is buffered (possibly less than n): read until EOF.
+    chunks = []
+    size = 0
+    while True:
+        chunk = await request.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLargeError(f"request body is over the limit of {max_bytes} bytes")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -119,6 +119,22 @@ class ProfileHandler(Protocol):
     def profiles(self, ctx: RequestContext, available: Sequence[str]) -> Sequence[str]: ...
 
 
+@dataclass(slots=True, frozen=True)
+class PDDecision:
+    """A P/D decider's answer: disaggregate or not, and why (a metric label)."""
+
+    disaggregate: bool
+    reason: str
+
+
+class PDDecider(Protocol):
+    """Prefill/decode: given the decode and prefill picks, run the prompt on the prefill engine or not."""
+
+    name: str
+
+    def decide(self, ctx: RequestContext, decode: Endpoint, prefill: Endpoint) -> PDDecision: ...
+
+
 class KVIndex(Protocol):
     """Block key → endpoints holding it. Written by event ingestion, read by matching. Bounded (LRU)."""
 

@@ -1,0 +1,58 @@
+"""Prefix-cache counters scraped from the ENGINES' own ``/metrics`` (vLLM names), before and after a level.
+
+Hit rate over a level = Δ ``vllm:prefix_cache_hits_total`` / Δ ``vllm:prefix_cache_queries_total``, both in tokens,
+summed over every engine and every label set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+HITS = "vllm:prefix_cache_hits_total"
+QUERIES = "vllm:prefix_cache_queries_total"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixCounters:
+    hits: float
+    queries: float
+
+    def __sub__(self, other: PrefixCounters) -> PrefixCounters:
+        return PrefixCounters(self.hits - other.hits, self.queries - other.queries)
+
+    @property
+    def hit_rate(self) -> float | None:
+        return None if self.queries <= 0 else self.hits / self.queries
+
+
+def metrics_url(url: str) -> str:
+    """An engine base URL gets ``/metrics`` appended; a URL with a path is used as given."""
+    return url if urlsplit(url).path not in ("", "/") else url.rstrip("/") + "/metrics"
+
+
+def parse_prefix_counters(text: str) -> PrefixCounters:
+    hits = queries = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == HITS:
+                hits += sample.value
+            elif sample.name == QUERIES:
+                queries += sample.value
+    return PrefixCounters(hits, queries)
+
+
+async def _scrape_one(session: aiohttp.ClientSession, url: str) -> PrefixCounters:
+    async with session.get(metrics_url(url), timeout=aiohttp.ClientTimeout(total=10)) as response:
+        response.raise_for_status()
+        return parse_prefix_counters(await response.text())
+
+
+async def scrape(session: aiohttp.ClientSession, urls: list[str]) -> PrefixCounters:
+    """Sum of the counters over all engines. Raises ``aiohttp.ClientError`` / ``ValueError`` when one fails."""
+    parts = await asyncio.gather(*(_scrape_one(session, url) for url in urls))
+    return PrefixCounters(sum(p.hits for p in parts), sum(p.queries for p in parts))

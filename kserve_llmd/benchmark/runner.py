@@ -1,0 +1,158 @@
+"""Runs a scenario's load levels against one target and returns the records and summaries of each level.
+
+Flow per level: scrape the engines' prefix-cache counters → send requests on the arrival schedule (Poisson at the
+level's QPS, N closed-loop workers, or the trace's own timestamps); the first ``warmup`` requests of the level are
+sent the same way but flagged and left out of every statistic → wait for every request → scrape again → summarise.
+One workload iterator runs through all levels (a shared-prefix workload keeps cycling through its prompts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from kserve_llmd.benchmark import client, engine_metrics
+from kserve_llmd.benchmark.arrivals import poisson_offsets
+from kserve_llmd.benchmark.progress import Progress
+from kserve_llmd.benchmark.records import BenchRequest, NsClock, RequestRecord
+from kserve_llmd.benchmark.scenario import Level, Scenario
+from kserve_llmd.benchmark.stats import LevelSummary, summarize
+
+_Send = Callable[[BenchRequest, bool], Coroutine[Any, Any, RequestRecord]]
+
+
+@dataclass(slots=True)
+class LevelResult:
+    summary: LevelSummary
+    records: list[RequestRecord] = field(default_factory=list)
+
+
+async def discover_model(session: aiohttp.ClientSession, target: str) -> str:
+    async with session.get(target.rstrip("/") + "/v1/models", timeout=aiohttp.ClientTimeout(total=30)) as response:
+        response.raise_for_status()
+        body = await response.json()
+    models = body.get("data") or []
+    if not models:
+        raise ValueError(f"{target}/v1/models lists no model; pass --model")
+    return str(models[0]["id"])
+
+
+class Runner:
+    """One scenario against one target. ``rng`` seeds both the workload and the arrivals."""
+
+    def __init__(self, target: str, scenario: Scenario, *, rng: random.Random, clock: NsClock = time.perf_counter_ns,
+                 engine_metrics_urls: list[str] | None = None, model: str | None = None,
+                 show_progress: bool = True, label: str = "") -> None:
+        self.target = target
+        self.scenario = scenario
+        self.clock = clock
+        self.engine_metrics_urls = engine_metrics_urls or []
+        self.model = model or scenario.model
+        self.show_progress = show_progress
+        self.label = label
+        self._workload_rng = random.Random(rng.getrandbits(64))
+        self._arrival_rng = random.Random(rng.getrandbits(64))
+
+    async def run(self) -> list[LevelResult]:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            model = self.model or await discover_model(session, self.target)
+            workload = self.scenario.workload.generate(self._workload_rng)
+            results = []
+            for level in self.scenario.load.levels():
+                results.append(await self._level(session, model, level, workload))
+            return results
+
+    def _planned(self) -> int | None:
+        load = self.scenario.load
+        if load.num_requests is not None:
+            return load.num_requests + load.warmup
+        return None
+
+    async def _level(self, session: aiohttp.ClientSession, model: str, level: Level,
+                     workload: Iterator[BenchRequest]) -> LevelResult:
+        load = self.scenario.load
+        before = await self._scrape(session)
+        prefix = f"{self.label} " if self.label else ""
+        planned = self._planned()
+        if level.qps is not None and load.duration_s is not None:  # the warm-up is sent within the duration
+            by_time = round(level.qps * load.duration_s)
+            planned = by_time if planned is None else min(planned, by_time)
+        progress = Progress(f"{prefix}{level.label}", planned, enabled=self.show_progress)
+        origin = self.clock()
+
+        async def one(request: BenchRequest, warmup: bool) -> RequestRecord:
+            record = await client.send(session, self.target, request, model, clock=self.clock, level=level.label,
+                                       warmup=warmup, origin_ns=origin, timeout_s=load.request_timeout_s)
+            progress.advance(record.ok)
+            return record
+
+        if level.concurrency is not None:
+            records = await self._closed_loop(level.concurrency, workload, one, origin)
+        else:
+            records = await self._open_loop(level, workload, one, origin)
+        progress.close()
+        after = await self._scrape(session)
+        summary = summarize(level.label, records, self.scenario.slo, qps=level.qps, concurrency=level.concurrency,
+                            x=level.x)
+        if isinstance(before, str) or isinstance(after, str):
+            summary.engine_metrics_error = before if isinstance(before, str) else str(after)
+        elif before is not None and after is not None:
+            summary.engine_hit_rate = (after - before).hit_rate
+        return LevelResult(summary, records)
+
+    def _stop(self, sent: int, elapsed_s: float) -> bool:
+        load = self.scenario.load
+        if load.num_requests is not None and sent >= load.num_requests + load.warmup:
+            return True
+        return load.duration_s is not None and elapsed_s >= load.duration_s
+
+    async def _open_loop(self, level: Level, workload: Iterator[BenchRequest], one: _Send,
+                         origin: int) -> list[RequestRecord]:
+        tasks: list[asyncio.Task[RequestRecord]] = []
+        offsets = poisson_offsets(self._arrival_rng, level.qps) if level.qps is not None else None
+        try:
+            for sent, request in enumerate(workload):
+                offset = next(offsets) if offsets is not None else (request.arrival_s or 0.0)
+                if self._stop(sent, offset):
+                    break
+                delay = origin + offset * 1e9 - self.clock()
+                if delay > 0:
+                    await asyncio.sleep(delay / 1e9)
+                tasks.append(asyncio.create_task(one(request, sent < self.scenario.load.warmup)))
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _closed_loop(self, concurrency: int, workload: Iterator[BenchRequest], one: _Send,
+                           origin: int) -> list[RequestRecord]:
+        records: list[RequestRecord] = []
+        sent = 0
+
+        async def worker() -> None:
+            nonlocal sent
+            while not self._stop(sent, (self.clock() - origin) / 1e9):
+                request = next(workload, None)
+                if request is None:
+                    return
+                warmup = sent < self.scenario.load.warmup
+                sent += 1
+                records.append(await one(request, warmup))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return records
+
+    async def _scrape(self, session: aiohttp.ClientSession) -> engine_metrics.PrefixCounters | str | None:
+        if not self.engine_metrics_urls:
+            return None
+        try:
+            return await engine_metrics.scrape(session, self.engine_metrics_urls)
+        except (aiohttp.ClientError, ValueError, TimeoutError) as exc:
+            return f"engine metrics scrape failed: {type(exc).__name__}: {exc}"

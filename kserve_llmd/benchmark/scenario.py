@@ -1,0 +1,169 @@
+"""A scenario: a workload, a load (QPS ladder or concurrency), SLOs and a seed, read from YAML.
+
+```yaml
+name: shared-prefix-small
+workload: {type: shared-prefix, num_groups: 32, prompts_per_group: 32, system_prompt_len: 2048,
+           question_len: 256, output_len: 256}
+load: {qps: [1, 2, 4], duration_s: 30, warmup: 5}     # or concurrency: [8]; or num_requests: 200
+slo: {ttft_ms: 2000, itl_ms: 100}
+seed: 0
+```
+
+Names (``--scenario shared-prefix``) resolve to ``<dir>/<name>.yaml`` in ``./benchmarks/scenarios``, then in the
+checkout's ``benchmarks/scenarios``, then in the package (``demo``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kserve_llmd.benchmark.workloads import WorkloadSpec
+from kserve_llmd.errors import ConfigError
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoadSpec(_Base):
+    qps: list[float] | None = None
+    concurrency: list[int] | None = None
+    arrival: Literal["poisson", "trace"] = "poisson"
+    duration_s: float | None = Field(default=None, gt=0)
+    num_requests: int | None = Field(default=None, ge=1)
+    warmup: int = Field(default=0, ge=0)  # per level: the first N requests of each level are not measured
+    request_timeout_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> LoadSpec:
+        if self.arrival == "trace":
+            return self
+        if (self.qps is None) == (self.concurrency is None):
+            raise ValueError("give exactly one of load.qps (a Poisson QPS ladder) or load.concurrency")
+        if self.qps is not None and (not self.qps or min(self.qps) <= 0):
+            raise ValueError("load.qps must be a non-empty list of positive rates")
+        if self.concurrency is not None and (not self.concurrency or min(self.concurrency) < 1):
+            raise ValueError("load.concurrency must be a non-empty list of integers ≥ 1")
+        if self.duration_s is None and self.num_requests is None:
+            raise ValueError("give load.duration_s or load.num_requests (or both: the first reached stops a level)")
+        return self
+
+    def levels(self) -> list[Level]:
+        if self.arrival == "trace":
+            return [Level("trace")]
+        if self.qps is not None:
+            return [Level(f"qps={q:g}", qps=q) for q in self.qps]
+        assert self.concurrency is not None
+        return [Level(f"concurrency={c}", concurrency=c) for c in self.concurrency]
+
+
+class SLO(_Base):
+    ttft_ms: float | None = Field(default=None, gt=0)
+    itl_ms: float | None = Field(default=None, gt=0)  # compared with the request's TPOT (mean time per output token)
+
+
+class ClusterDefaults(_Base):
+    """What ``bench --compare`` starts for this scenario unless the command line says otherwise."""
+
+    engines: int = Field(default=4, ge=1)
+    profile: str = "llama-8b-h100"
+    time_scale: float = Field(default=1.0, ge=0)
+    sim_args: list[str] = []
+    router_args: list[str] = []
+    configs: list[str] = ["round-robin", "least-load", "approx-prefix", "precise-prefix"]
+
+
+class Scenario(_Base):
+    name: str
+    description: str = ""
+    published: str = ""  # how this maps to the published reference workload
+    workload: WorkloadSpec
+    load: LoadSpec
+    slo: SLO = SLO()
+    seed: int = 0
+    model: str | None = None  # default: the first id of the target's /v1/models
+    cluster: ClusterDefaults = ClusterDefaults()
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One step of the ladder: a Poisson rate, a fixed concurrency, or the trace's own timing."""
+
+    label: str
+    qps: float | None = None
+    concurrency: int | None = None
+
+    @property
+    def x(self) -> float:
+        """The x-axis value in plots."""
+        return self.qps if self.qps is not None else float(self.concurrency or 0)
+
+
+def scenario_dirs() -> list[Path]:
+    """Where names are looked up, in order: ./benchmarks/scenarios, the checkout's, the package's (``demo``)."""
+    here = Path(__file__).resolve().parent
+    return [Path.cwd() / "benchmarks" / "scenarios", here.parents[1] / "benchmarks" / "scenarios", here / "scenarios"]
+
+
+def resolve(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"scenario file not found: {path}", param="scenario")
+        return path
+    for folder in scenario_dirs():
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for d in scenario_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    raise ConfigError(f"unknown scenario {name_or_path!r}; known: {', '.join(known) or 'none'}", param="scenario")
+
+
+def parse(data: object, source: str) -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"scenario {source}: {problems}", param="scenario") from None
+
+
+def load(name_or_path: str) -> Scenario:
+    path = resolve(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"scenario {path}: not YAML: {exc}", param="scenario") from None
+    return parse(data, str(path))
+
+
+def with_overrides(scenario: Scenario, *, qps: list[float] | None = None, concurrency: list[int] | None = None,
+                   duration_s: float | None = None, num_requests: int | None = None, warmup: int | None = None,
+                   slo_ttft_ms: float | None = None, slo_itl_ms: float | None = None, seed: int | None = None,
+                   model: str | None = None) -> Scenario:
+    """The scenario with command-line overrides applied, validated again as a whole."""
+    data = scenario.model_dump()
+    load = data["load"]
+    if qps is not None:
+        load.update(qps=qps, concurrency=None, arrival="poisson")
+    if concurrency is not None:
+        load.update(concurrency=concurrency, qps=None, arrival="poisson")
+    if duration_s is not None:
+        load.update(duration_s=duration_s, num_requests=None if num_requests is None else num_requests)
+    if num_requests is not None:
+        load.update(num_requests=num_requests, duration_s=duration_s)
+    if warmup is not None:
+        load["warmup"] = warmup
+    if slo_ttft_ms is not None:
+        data["slo"]["ttft_ms"] = slo_ttft_ms
+    if slo_itl_ms is not None:
+        data["slo"]["itl_ms"] = slo_itl_ms
+    if seed is not None:
+        data["seed"] = seed
+    if model is not None:
+        data["model"] = model
+    return parse(data, scenario.name)

@@ -1,0 +1,91 @@
+"""Our router as Kubernetes workloads: a standalone Deployment + Service, or the container of an InferenceService
+transformer. Both run ``python -m kserve_llmd.transformer``: the router with Kubernetes discovery of engine pods by
+label selector (roles from the ``llm-d.ai/role`` label), which also accepts what KServe appends to a transformer's
+arguments (``--model_name``, ``--predictor_host``, ``--http_port``; REFERENCE 3).
+
+The entry's flags live in :func:`router_args` only, so a rename there is a one-line change here.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from kserve_llmd.kube.builders.core import (
+    PART_OF,
+    PART_OF_LABEL,
+    Container,
+    ContainerPort,
+    DnsName,
+    EnvVar,
+    KubeModel,
+    ObjectMeta,
+    Port,
+    Probe,
+    ResourceRequirements,
+    SecurityContext,
+    VolumeMount,
+    manifest,
+)
+from kserve_llmd.kube.builders.runtime import KSERVE_LLMD_IMAGE
+from kserve_llmd.types import JSON
+
+ROUTER_PORT = 8000
+APP_LABEL = "app.kubernetes.io/name"
+
+
+class RouterOptions(KubeModel):
+    """The router workload: which engines it discovers, which scheduling preset it runs, where it listens."""
+
+    name: DnsName = "kserve-llmd-router"
+    image: str = KSERVE_LLMD_IMAGE
+    port: Port = ROUTER_PORT
+    replicas: int = Field(default=1, ge=0)
+    selector: dict[str, str] = Field(min_length=1, description="labels of the engine pods to route to")
+    preset: str = "precise-prefix"
+    service_account: DnsName = "kserve-llmd-router"
+
+
+def router_args(options: RouterOptions, *, port: bool = True) -> list[str]:
+    """The entry's arguments (no ``--port`` for a transformer: KServe passes ``--http_port``)."""
+    selector = ",".join(f"{key}={value}" for key, value in sorted(options.selector.items()))
+    args = ["--host", "0.0.0.0", "--port", str(options.port)] if port else ["--host", "0.0.0.0"]
+    return [*args, "--discovery", "kubernetes", "--namespace", "$(POD_NAMESPACE)", "--selector", selector,
+            "--preset", options.preset]
+
+
+def router_container(options: RouterOptions, *, transformer: bool = False) -> Container:
+    return Container(
+        name="kserve-container" if transformer else "router",
+        image=options.image,
+        command=["python", "-m", "kserve_llmd.transformer"],
+        args=router_args(options, port=not transformer),
+        env=[EnvVar.field("POD_NAMESPACE", "metadata.namespace")],
+        ports=None if transformer else [ContainerPort(container_port=options.port, name="http")],
+        resources=ResourceRequirements(requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "2Gi"}),
+        readiness_probe=None if transformer else Probe.http("/health", "http", period=5),
+        liveness_probe=None if transformer else Probe.http("/health", "http", period=10, failures=6),
+        volume_mounts=[VolumeMount(name="tmp", mount_path="/tmp")],
+        security_context=SecurityContext.restricted(),
+    )
+
+
+def router_deployment(options: RouterOptions, namespace: str | None) -> list[JSON]:
+    """``[Deployment, Service]`` for the standalone router."""
+    labels = {APP_LABEL: options.name, PART_OF_LABEL: PART_OF}
+    pod = {
+        "serviceAccountName": options.service_account,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [router_container(options).to_dict()],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    deployment = manifest(
+        "apps/v1", "Deployment", ObjectMeta(name=options.name, namespace=namespace, labels=labels),
+        spec={"replicas": options.replicas, "selector": {"matchLabels": {APP_LABEL: options.name}},
+              "template": {"metadata": {"labels": labels}, "spec": pod}},
+    )
+    service = manifest(
+        "v1", "Service", ObjectMeta(name=options.name, namespace=namespace, labels=labels),
+        spec={"selector": {APP_LABEL: options.name},
+              "ports": [{"name": "http", "port": options.port, "targetPort": "http", "protocol": "TCP"}]},
+    )
+    return [deployment, service]

@@ -1,0 +1,248 @@
+"""``Router``: wires discovery, the endpoint registry, the scraper, the KV-event ingester, the scheduler and the
+proxy into one aiohttp application, with a lifespan (``start()`` / ``aclose()``, or ``async with``).
+
+Construction does no I/O (it parses and builds the scheduler, so a bad config fails before anything listens);
+``start()`` opens the shared client session, reads each endpoint's models and KV-event source, starts the scrape
+and ingest loops, then listens. ``router.url`` is the real address (port 0 → ephemeral).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from kserve_llmd.errors import ConfigError
+from kserve_llmd.router.config import RouterConfig
+from kserve_llmd.router.endpoints import EndpointRegistry, endpoint_id
+from kserve_llmd.router.events import KVEventIngester
+from kserve_llmd.router.interfaces import Discovery, Endpoint, EndpointEvent, PrefixMatcher
+from kserve_llmd.router.kvindex import IndexStats, LRUKVIndex, MeteredKVIndex
+from kserve_llmd.router.metrics import RouterMetrics
+from kserve_llmd.router.pd import build_pd
+from kserve_llmd.router.plugins._base import PluginDeps
+from kserve_llmd.router.proxy import Proxy
+from kserve_llmd.router.registry import MatcherSpec, build_scheduler, parse_scheduler
+from kserve_llmd.router.scraper import Scraper, fetch_kv_event_sources
+from kserve_llmd.router.tokenization import RequestTokenizer, build_tokenization
+from kserve_llmd.router.traffic import TrafficAdmin, TrafficSplit
+from kserve_llmd.types import Clock
+
+log = logging.getLogger(__name__)
+
+
+class Router:
+    def __init__(
+        self,
+        config: RouterConfig,
+        discovery: Discovery,
+        *,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.discovery = discovery
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random(config.seed if config.seed is not None
+                                                             else int.from_bytes(os.urandom(8), "big"))
+        self.metrics = RouterMetrics()
+        self.endpoints = EndpointRegistry()
+        spec = parse_scheduler(config.scheduler)  # phase 1: every config error surfaces here
+        self.matcher_spec = spec.matcher
+        self.index_stats = IndexStats()
+        self.ingester: KVEventIngester | None = None
+        self.matcher = self._build_matcher(spec.matcher)
+        stale = self.metrics.stale
+        deps = PluginDeps(clock=clock, rng=self.rng, stale_after=config.scrape.stale_after,
+                          on_stale=lambda ep: stale.labels(ep.id).inc())
+        self.scheduler = build_scheduler(spec, deps, self.matcher)  # phase 2
+        self.tokenization: RequestTokenizer | None = None
+        if spec.matcher is not None and spec.matcher.mode == "precise":
+            self.tokenization = build_tokenization(config.tokenizer, url_for=self._url_for_model)
+        self._session: aiohttp.ClientSession | None = None
+        self._replay: dict[str, str | None] = {}
+        self._subscribed: dict[str, tuple[str, str]] = {}
+        self.scraper = Scraper(config.scrape, self.endpoints, self.session, clock, self.metrics,
+                               on_models=self._models_changed)
+        #: Canary traffic split per model (``PUT /admin/traffic``); shares the scheduler's seeded RNG.
+        self.traffic = TrafficSplit(self.rng)
+        #: Prefill/decode: the decider and the two-step flow (also the x-prefiller-host-port sidecar mode).
+        self.pd = build_pd(spec, deps, config.pd, self.endpoints, self.session, self.metrics.registry,
+                           connect_timeout=config.timeouts.connect)
+        self.proxy = Proxy(config, self.endpoints, self.scheduler, self.metrics, self.session, self.tokenization,
+                           traffic=self.traffic, pd=self.pd)
+        self.metrics.attach_state(self.endpoints, self._index_stats if spec.matcher is not None else None)
+        self.app = web.Application(client_max_size=config.limits.max_body_bytes)
+        self.proxy.add_routes(self.app)
+        TrafficAdmin(self.traffic, auth=self.proxy.authorize, ensure_endpoints=self._ensure_endpoints).add_routes(
+            self.app
+        )
+        self._runner: web.AppRunner | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._url: str | None = None
+
+    # ------------------------------------------------------------------------------------------- building
+
+    def _build_matcher(self, spec: MatcherSpec | None) -> PrefixMatcher | None:
+        if spec is None:
+            return None
+        if spec.mode == "approximate":
+            from kserve_llmd.router.approx import ApproximateMatcher
+
+            return ApproximateMatcher(chunk_tokens=spec.block_size, capacity=spec.lru_capacity * 8,
+                                      index=MeteredKVIndex(LRUKVIndex(spec.lru_capacity * 8), self.index_stats))
+        from kserve_llmd.router.matcher import PreciseMatcher
+
+        index = MeteredKVIndex(LRUKVIndex(), self.index_stats)
+        self.ingester = KVEventIngester(index, clock=self.clock)
+        ingester = self.ingester
+        return PreciseMatcher(index, block_size=lambda m: ingester.block_sizes.get(m),
+                              default_block_size=spec.block_size)
+
+    def _index_stats(self) -> dict[str, float]:
+        out: dict[str, float] = {f"index_{k}_total": float(v) for k, v in asdict(self.index_stats).items()}
+        if self.ingester is not None:
+            out.update({f"events_{k}_total": float(v) for k, v in asdict(self.ingester.stats).items()})
+            out["index_entries"] = float(len(self.ingester.index))
+        return out
+
+    def _url_for_model(self, model: str) -> str | None:
+        for ep in self.endpoints.candidates(model):
+            return ep.url
+        return None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` the router listens on (after ``start()``)."""
+        if self._url is None:
+            raise RuntimeError("the router is not started")
+        return self._url
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the router is not started")
+        return self._session
+
+    # ------------------------------------------------------------------------------------------- lifespan
+
+    async def start(self) -> None:
+        cfg = self.config
+        log.info("router config: %s", cfg.model_dump_json(exclude={"api_key"}))
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=cfg.limits.connections_per_host,
+                                         keepalive_timeout=60, enable_cleanup_closed=True)
+        # no cookie jar: a proxy must not carry one engine answer's cookies into other clients' requests
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                              timeout=aiohttp.ClientTimeout(total=None),
+                                              cookie_jar=aiohttp.DummyCookieJar())
+        try:
+            await self.discovery.start()
+            await asyncio.gather(*(self._add(ep) for ep in self.discovery.snapshot()))
+            await self.scraper.start()
+            if self.ingester is not None:
+                await self.ingester.start()
+            self._watch_task = asyncio.create_task(self._watch(), name="router discovery watch")
+            self._runner = web.AppRunner(
+                self.app, handler_cancellation=True, access_log=None,
+                max_line_size=cfg.limits.max_header_bytes, max_field_size=cfg.limits.max_header_bytes,
+            )
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=cfg.limits.listen_backlog)
+            await site.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        server = site._server
+        assert server is not None
+        sockets: Any = getattr(server, "sockets", None) or []
+        host, port = sockets[0].getsockname()[:2]
+        self._url = f"http://{host}:{port}"
+        log.info("router listening on %s with %d endpoint(s)", self._url, len(self.endpoints))
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
+        await self.scraper.aclose()
+        if self.ingester is not None:
+            await self.ingester.aclose()
+        if self.tokenization is not None:
+            await self.tokenization.aclose()
+        await self.discovery.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Router:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------------------------------- endpoints
+
+    async def _add(self, ep: Endpoint) -> None:
+        current = self.endpoints.apply(EndpointEvent("added", ep))
+        assert current is not None
+        # one round before serving: models (for routing), metrics and health (for scoring)
+        await self.scraper.poll(current)
+        self.scraper.add(current)
+        if self.ingester is not None and current.kv_events is None:
+            found = await fetch_kv_event_sources(self.session(), current, self.config.scrape.timeout)
+            if found is not None:
+                current.kv_events, replay = found
+                self._replay[current.id] = replay
+        self._subscribe(current)
+
+    async def _ensure_endpoints(self, urls: Sequence[str]) -> None:
+        """Add endpoints a traffic split names that the router does not know yet (before the split goes live)."""
+        for url in urls:
+            if self.endpoints.get(endpoint_id(url)) is None:
+                await self._add(Endpoint(id=endpoint_id(url), url=url.rstrip("/")))
+
+    def _models_changed(self, ep: Endpoint) -> None:
+        self._subscribe(ep)
+
+    def _subscribe(self, ep: Endpoint) -> None:
+        if self.ingester is None or ep.kv_events is None:
+            return
+        bases = self.endpoints.base_models(ep)
+        if len(bases) != 1:
+            if bases:
+                log.warning("endpoint %s serves several base models %s; KV events not followed", ep.id, bases)
+            return
+        if self._subscribed.get(ep.id) == (ep.kv_events, bases[0]):
+            return
+        try:
+            self.ingester.add_endpoint(ep, ep.kv_events, self._replay.get(ep.id), model=bases[0])
+            self._subscribed[ep.id] = (ep.kv_events, bases[0])
+        except ConfigError as exc:
+            log.warning("endpoint %s: KV events not followed: %s", ep.id, exc)
+
+    async def _watch(self) -> None:
+        async for event in self.discovery.watch():
+            if event.kind == "removed":
+                await self.scraper.remove(event.endpoint.id)
+                if self.ingester is not None:
+                    await self.ingester.remove_endpoint(event.endpoint.id)
+                    self._subscribed.pop(event.endpoint.id, None)
+                forget = getattr(self.matcher, "remove_endpoint", None)
+                if forget is not None and self.ingester is None:
+                    forget(event.endpoint.id)
+                self.endpoints.apply(event)
+            else:
+                await self._add(event.endpoint)

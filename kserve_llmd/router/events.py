@@ -1,0 +1,321 @@
+"""KV-event ingestion: one ZMQ SUB socket and one task per endpoint, applying events in order to the index.
+
+Data flow::
+
+    engine PUB ──[topic, seq, payload]──▶ SUB (one per endpoint) ──decode_batch──▶ EndpointApplier ──▶ KVIndex
+                                               │ gap (seq > last+1)
+                                               ▼
+    engine ROUTER (replay) ◀──[b"", start]── DEALER: batches [start, seq) applied in order, else reset endpoint
+
+- Endpoint identity comes from the SOCKET the message arrived on; the topic is never parsed (subscribe to ``b""``):
+  vLLM's llm-d topic ``kv@ip:port@model``, vllm-router's empty topic and anything else are all accepted.
+- Sequence numbers (8-byte big-endian, per publisher): ``seq == last+1`` is applied; ``seq > last+1`` is a gap:
+  replay ``[last+1, seq)`` over a DEALER to the endpoint's replay ROUTER, or, without a replay endpoint or when
+  replay fails or comes back incomplete, RESET the endpoint (drop its entries, log, count); ``seq <= last`` means
+  the engine restarted: reset. The first message seen with ``seq > 0`` triggers a best-effort replay from 0 when
+  ``replay_on_join`` (blocks stored before the router started can then be chained).
+- Replay replies (after the DEALER's empty delimiter): vLLM 0.33 ``[topic, seq, payload]`` ending with
+  ``[b"", END, b""]``; vLLM <= 0.24 ``[seq, payload]`` ending with ``[END, b""]``. Both accepted.
+- Malformed frames and undecodable payloads are dropped and counted; logs are rate-limited (one line per endpoint
+  and kind per ``log_interval`` seconds, with the count suppressed since). The loop never dies on input.
+
+Parameters: ``replay_timeout`` (s, per receive, default 2), ``max_blocks_per_endpoint`` (hash-map bound),
+``rcv_hwm`` (ZMQ receive high-water mark, default 100000 like vLLM's publisher), ``clock`` (for log limiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+import zmq.asyncio
+
+from kserve_llmd.errors import ConfigError, EventDecodeError
+from kserve_llmd.router.interfaces import Endpoint, KVIndex
+from kserve_llmd.router.kv_apply import EndpointApplier, IngestStats
+from kserve_llmd.types import Clock, EndpointId
+from kserve_llmd.wire.kv_events import decode_batch, decode_seq, encode_seq
+
+log = logging.getLogger(__name__)
+
+_DRAIN = 256  # messages taken per wake-up before yielding to the event loop
+
+
+@dataclass(slots=True)
+class _Source:
+    applier: EndpointApplier
+    zmq_url: str
+    replay_url: str | None
+    last_seq: int | None = None
+    sock: zmq.asyncio.Socket | None = None
+    task: asyncio.Task[None] | None = None
+    log_at: dict[str, float] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)
+
+
+class KVEventIngester:
+    """Subscribes to every endpoint's KV events and keeps ``index`` up to date. ``start()`` / ``aclose()``."""
+
+    def __init__(
+        self,
+        index: KVIndex,
+        *,
+        stats: IngestStats | None = None,
+        clock: Clock = time.monotonic,
+        replay_timeout: float = 2.0,
+        replay_on_join: bool = True,
+        max_blocks_per_endpoint: int = 1_000_000,
+        expected_block_size: Callable[[str], int | None] | None = None,
+        rcv_hwm: int = 100_000,
+        log_interval: float = 10.0,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.index = index
+        self.stats = stats if stats is not None else IngestStats()
+        #: Block size last seen in a BlockStored event, per model (a default for the matcher's block size).
+        self.block_sizes: dict[str, int] = {}
+        self._clock = clock
+        self._replay_timeout = replay_timeout
+        self._replay_on_join = replay_on_join
+        self._max_blocks = max_blocks_per_endpoint
+        self._expected = expected_block_size
+        self._rcv_hwm = rcv_hwm
+        self._log_interval = log_interval
+        self._ctx = context
+        self._owns_ctx = context is None
+        self._sources: dict[EndpointId, _Source] = {}
+        self._started = False
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self._ctx is None:
+            self._ctx = zmq.asyncio.Context()
+        self._started = True
+        for source in self._sources.values():
+            self._launch(source)
+
+    async def aclose(self) -> None:
+        sources = list(self._sources.values())
+        for source in sources:
+            await self._stop(source)
+        if self._ctx is not None and self._owns_ctx:
+            self._ctx.term()
+            self._ctx = None
+        self._started = False
+
+    async def __aenter__(self) -> KVEventIngester:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------------------------------- endpoints
+
+    def add_endpoint(
+        self, endpoint: Endpoint, zmq_url: str | None = None, replay_url: str | None = None, *, model: str | None = None
+    ) -> None:
+        """Subscribe to ``zmq_url`` (default ``endpoint.kv_events``) for ``endpoint``; keys are seeded by ``model``
+        (default: the endpoint's only model). Re-adding an endpoint replaces its subscription; its entries are kept
+        unless the model changed."""
+        url = zmq_url or endpoint.kv_events
+        if not url:
+            raise ConfigError(f"endpoint {endpoint.id}: no KV-event ZMQ endpoint (kv_events) to subscribe to")
+        if model is None:
+            if len(endpoint.models) != 1:
+                raise ConfigError(
+                    f"endpoint {endpoint.id}: pass model= (the base model its KV blocks are keyed by); "
+                    f"it serves {sorted(endpoint.models)}"
+                )
+            (model,) = endpoint.models
+        old = self._sources.get(endpoint.id)
+        if old is not None:
+            self._close_socket(old)
+            if old.task is not None:
+                old.task.cancel()
+        if old is not None and old.applier.model == model:
+            applier = old.applier  # same engine, new address: keep its entries and hash map
+        else:
+            if old is not None:
+                old.applier.reset()
+            applier = EndpointApplier(
+                endpoint.id, model, self.index, self.stats, max_blocks=self._max_blocks,
+                expected_block_size=self._expected, on_block_size=self.block_sizes.__setitem__,
+            )
+        source = _Source(applier, url, replay_url, last_seq=None if old is None else old.last_seq)
+        self._sources[endpoint.id] = source
+        if self._started:
+            self._launch(source)
+
+    async def remove_endpoint(self, endpoint: EndpointId) -> None:
+        """Unsubscribe and drop the endpoint's entries from the index."""
+        source = self._sources.pop(endpoint, None)
+        if source is not None:
+            await self._stop(source)
+            source.applier.forget()
+
+    def last_seq(self, endpoint: EndpointId) -> int | None:
+        """Sequence number of the last batch taken from this endpoint (None before the first one)."""
+        source = self._sources.get(endpoint)
+        return None if source is None else source.last_seq
+
+    # ------------------------------------------------------------------------------------------- the loop
+
+    def _launch(self, source: _Source) -> None:
+        assert self._ctx is not None
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, self._rcv_hwm)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(source.zmq_url)
+        source.sock = sock
+        source.task = asyncio.get_running_loop().create_task(
+            self._run(source), name=f"kv-events:{source.applier.endpoint}"
+        )
+
+    async def _stop(self, source: _Source) -> None:
+        if source.task is not None:
+            source.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await source.task
+            source.task = None
+        self._close_socket(source)
+
+    @staticmethod
+    def _close_socket(source: _Source) -> None:
+        if source.sock is not None:
+            source.sock.close(linger=0)
+            source.sock = None
+
+    async def _run(self, source: _Source) -> None:
+        sock = source.sock
+        assert sock is not None
+        # A synchronous shadow of the same socket drains what is already queued without one event-loop round
+        # trip per message (about 2x the throughput); at most DRAIN messages, then the loop gets a turn.
+        drain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
+        while True:
+            await self._handle(source, await sock.recv_multipart())
+            for _ in range(_DRAIN):
+                try:
+                    frames = drain.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                await self._handle(source, frames)
+
+    async def _handle(self, source: _Source, frames: list[bytes]) -> None:
+        try:
+            await self._on_message(source, frames)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not stop ingestion for this endpoint; it is logged with its traceback
+            log.exception("KV events from %s: unexpected error, endpoint reset", source.applier.endpoint)
+            self._reset(source)
+
+    async def _on_message(self, source: _Source, frames: list[bytes]) -> None:
+        if len(frames) != 3:
+            self._malformed(source, f"expected 3 frames [topic, seq, payload], got {len(frames)}")
+            return
+        try:
+            seq = decode_seq(frames[1])
+        except EventDecodeError as exc:
+            self._malformed(source, str(exc))
+            return
+        if seq < 0:
+            self._malformed(source, "end-of-replay marker on the live stream")
+            return
+        last = source.last_seq
+        if last is None:
+            if seq > 0 and source.replay_url and self._replay_on_join:
+                await self._replay(source, 0, seq, strict=False)
+        elif seq <= last:
+            self.stats.restarts += 1
+            self._log(source, "restart", "sequence went back from %d to %d (engine restart): reset", last, seq)
+            self._reset(source)
+        elif seq > last + 1:
+            self.stats.gaps += 1
+            filled = source.replay_url is not None and await self._replay(source, last + 1, seq, strict=True)
+            if not filled:
+                self._log(source, "gap", "events %d..%d lost and not replayed: reset", last + 1, seq - 1)
+                self._reset(source)
+        self._apply(source, seq, frames[2])
+
+    def _apply(self, source: _Source, seq: int, payload: bytes) -> None:
+        source.last_seq = seq
+        try:
+            batch = decode_batch(payload)
+        except EventDecodeError as exc:
+            self.stats.decode_errors += 1
+            self._log(source, "decode", "dropped undecodable batch %d: %s", seq, exc)
+            return
+        self.stats.batches += 1
+        source.applier.apply(batch.events)
+
+    def _reset(self, source: _Source) -> None:
+        self.stats.resets += 1
+        source.applier.reset()
+
+    # ------------------------------------------------------------------------------------------- replay
+
+    async def _replay(self, source: _Source, start: int, stop: int, *, strict: bool) -> bool:
+        """Apply the buffered batches in [start, stop) from the replay socket. True if the range was covered
+        without a hole (``strict``: starting exactly at ``start``)."""
+        assert self._ctx is not None
+        assert source.replay_url is not None
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        expected: int | None = start if strict else None
+        complete = False
+        try:
+            sock.connect(source.replay_url)
+            async with asyncio.timeout(self._replay_timeout):
+                await sock.send_multipart([b"", encode_seq(start)])
+            while True:
+                async with asyncio.timeout(self._replay_timeout):
+                    frames = await sock.recv_multipart()
+                if len(frames) == 4 and frames[0] == b"":
+                    frames = frames[1:]  # 0.33: delimiter + [topic, seq, payload]; <= 0.24 reads as [b"", seq, payload]
+                if len(frames) not in (2, 3):
+                    raise EventDecodeError(f"replay reply of {len(frames)} frames")
+                seq = decode_seq(frames[-2])
+                if seq < 0:
+                    complete = expected is not None and expected >= stop
+                    break
+                if seq >= stop or (source.last_seq is not None and seq <= source.last_seq):
+                    continue  # will arrive (or arrived) on the live stream
+                if expected is not None and seq != expected:
+                    break  # a hole inside the replayed range: the replay buffer no longer reaches back
+                self._apply(source, seq, frames[-1])
+                expected = seq + 1
+        except (TimeoutError, EventDecodeError, zmq.ZMQError) as exc:
+            self._log(source, "replay", "replay from %d failed: %s", start, exc or type(exc).__name__)
+        finally:
+            sock.close(linger=0)
+        if complete:
+            self.stats.replays += 1
+        else:
+            self.stats.replay_failures += 1
+        return complete
+
+    # ------------------------------------------------------------------------------------------- logging
+
+    def _malformed(self, source: _Source, why: str) -> None:
+        self.stats.malformed_frames += 1
+        self._log(source, "malformed", "dropped malformed message: %s", why)
+
+    def _log(self, source: _Source, kind: str, msg: str, *args: object) -> None:
+        now = self._clock()
+        if now - source.log_at.get(kind, float("-inf")) < self._log_interval:
+            source.suppressed[kind] = source.suppressed.get(kind, 0) + 1
+            return
+        source.log_at[kind] = now
+        suppressed = source.suppressed.pop(kind, 0)
+        log.warning("KV events from %s: " + msg + " (%d similar suppressed)", source.applier.endpoint, *args,
+                    suppressed)

@@ -1,0 +1,53 @@
+"""``prefix-cache-scorer`` and ``precise-prefix-cache-scorer``: how much of the prompt an endpoint caches.
+
+Formula: ``score(e) = matched_blocks(e) / prompt_blocks`` from the request's ``PrefixMatch`` (longest consecutive
+prefix), 0 when the prompt has no full block. Inputs: ``ctx.prefix``, filled once per request by the scheduler
+through the router's ``PrefixMatcher``; the scorer only reads it.
+
+The two type names choose the matcher, as in llm-d: ``prefix-cache-scorer`` estimates (approximate matcher, learns
+from the router's own decisions, no events); ``precise-prefix-cache-scorer`` reads the index fed by the engines'
+KV events. Parameters (both): ``blockSize`` (tokens per block, default 16; alias ``hashBlockSize``),
+``maxPrefixBlocksToMatch`` (default 256), ``lruCapacityPerServer`` (blocks remembered per endpoint, approximate
+mode, default 31250), ``hashSeed`` (string mixed into block keys, default "").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import Field
+
+from kserve_llmd.router.interfaces import Endpoint, RequestContext
+from kserve_llmd.router.plugins._base import Params, PluginDeps
+
+TYPE = "prefix-cache-scorer"
+PRECISE_TYPE = "precise-prefix-cache-scorer"
+MatcherMode = Literal["approximate", "precise"]
+
+
+class Parameters(Params):
+    blockSize: int | None = Field(default=None, ge=1, le=4096)
+    hashBlockSize: int | None = Field(default=None, ge=1, le=4096)
+    maxPrefixBlocksToMatch: int = Field(default=256, ge=1)
+    lruCapacityPerServer: int = Field(default=31250, ge=1)
+    hashSeed: str = ""
+
+    @property
+    def block_size(self) -> int:
+        return self.blockSize or self.hashBlockSize or 16
+
+
+class PrefixCacheScorer:
+    def __init__(self, name: str, params: Parameters, deps: PluginDeps, mode: MatcherMode) -> None:
+        self.name = name
+        self.params = params
+        self.mode: MatcherMode = mode
+
+    def score(self, ctx: RequestContext, endpoints: Sequence[Endpoint]) -> Sequence[float]:
+        prefix = ctx.prefix
+        if prefix is None or prefix.total_blocks == 0:
+            return [0.0] * len(endpoints)
+        total = prefix.total_blocks
+        matched = prefix.matched_blocks
+        return [matched.get(ep.id, 0) / total for ep in endpoints]

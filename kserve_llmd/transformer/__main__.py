@@ -1,0 +1,3 @@
+from kserve_llmd.transformer.server import main
+
+raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""``bench --compare`` end to end on real simulator and router processes (tiny profile, no waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import orjson
+
+from kserve_llmd.benchmark import scenario as scenario_mod
+from kserve_llmd.benchmark.compare import ClusterSpec
+from kserve_llmd.benchmark.orchestrate import bench_compare
+
+
+def _pids_of_children() -> set[int]:
+    """Processes whose parent is this test process (the children a comparison started)."""
+    import os
+
+    me, children = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                children.add(int(entry.name))
+    return children
+
+
+async def test_compare_runs_each_config_on_a_fresh_cluster_and_stops_it(tmp_path: Path) -> None:
+    scenario = scenario_mod.parse({
+        "name": "cmp",
+        "workload": {"type": "shared-prefix", "num_groups": 2, "prompts_per_group": 4, "system_prompt_len": 64,
+                     "question_len": 8, "output_len": 4},
+        "load": {"qps": [100], "num_requests": 8, "warmup": 2}}, "test")
+    spec = ClusterSpec(engines=2, profile="tiny", time_scale=0.0)
+    report = await bench_compare(["round-robin", "precise-prefix"], spec, scenario, out_dir=tmp_path, stem="cmp",
+                                 command="test", show_progress=False)
+    assert [run.config for run in report.runs] == ["round-robin", "precise-prefix"]
+    for run in report.runs:
+        level = run.levels[0]
+        assert level.completed == 8, level.errors
+        assert level.failed == 0
+        assert level.engine_hit_rate is not None  # counters were scraped from the engines behind the router
+    assert report.baseline == "round-robin"
+    assert len(report.comparison) == 2
+    assert report.environment["engines"] == 2
+    assert report.environment["profile"] == "tiny"
+    records = [orjson.loads(line) for line in (tmp_path / "cmp.requests.jsonl").read_bytes().splitlines()]
+    assert len(records) == 20
+    assert {r["config"] for r in records} == {"round-robin", "precise-prefix"}
+    assert (tmp_path / "logs" / "precise-prefix-router.log").is_file()
+    await asyncio.sleep(0)
+    assert not _pids_of_children(), "a sim or router process outlived the comparison"
+
+
+def test_cli_compare_needs_exactly_one_mode() -> None:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "kserve_llmd", "bench", "--scenario", "demo"], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "exactly one of --target URL or --compare" in out.stderr

@@ -1,0 +1,27 @@
+"""The router container we render must start: its command and args parse with the entry point they name."""
+
+from __future__ import annotations
+
+from kserve_llmd.kube.builders import RouterOptions
+from kserve_llmd.kube.builders.router import router_container
+from kserve_llmd.transformer.server import build_config, parse_args
+
+
+def test_rendered_transformer_args_parse_with_kserve_flags_appended() -> None:
+    container = router_container(RouterOptions(selector={"llm-d.ai/model": "qwen"}), transformer=True)
+    assert container.command == ["python", "-m", "kserve_llmd.transformer"]
+    kserve_flags = ["--model_name", "qwen", "--predictor_host", "qwen-decode.ns", "--http_port", "8080"]
+    argv = [*(container.args or []), *kserve_flags]
+    args = parse_args(argv)
+    assert args.ignored == []
+    assert args.discovery == "kubernetes"
+    assert args.selector == "llm-d.ai/model=qwen"
+    assert args.port == 8080
+    assert build_config(args).port == 8080
+
+
+def test_rendered_standalone_router_args_parse() -> None:
+    container = router_container(RouterOptions(selector={"app": "x"}, preset="least-load"))
+    args = parse_args(container.args or [])
+    assert args.ignored == []
+    assert args.preset == "least-load"

@@ -1,0 +1,139 @@
+"""The router (kserve_llmd.router) in front of two REAL vLLM engines: precise prefix routing fed by the engines' own
+KV events, tokenization with the engine's own tokenizer, streaming passed through byte for byte.
+
+Run by hand: bash scripts/real-vllm-setup && .venv/bin/pytest -m vllm tests/vllm
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from kserve_llmd.realvllm import BLOCK_SIZE, MODEL_NAME, RealVllm, available
+from kserve_llmd.realvllm.probe import eventually, metric_families, post_json, sample_value
+from kserve_llmd.router.app import Router
+from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, load_preset
+from kserve_llmd.router.discovery import StaticDiscovery
+
+_REASON = available()
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.slow,
+    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(400),
+]
+
+HITS = "vllm:prefix_cache_hits"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def engines() -> AsyncIterator[tuple[RealVllm, RealVllm]]:
+    async with RealVllm() as a, RealVllm() as b:
+        yield a, b
+
+
+@asynccontextmanager
+async def router_for(engines: tuple[RealVllm, ...], tokenizer: str, *, discover: bool = False) -> AsyncIterator[Router]:
+    # discover=True: URLs only, the router must find each ZMQ endpoint through GET /kv_event_sources ("tcp://*:Z").
+    specs = [EndpointSpec(url=e.url, kv_events=None if discover else e.kv_events) for e in engines]
+    config = RouterConfig(endpoints=specs, scheduler=load_preset("precise-prefix"), tokenizer=tokenizer,
+                          scrape=ScrapeConfig(interval=0.1))
+    async with Router(config, StaticDiscovery(config.all_endpoints()), rng=random.Random(3)) as router:
+        yield router
+
+
+async def hits(engine: RealVllm) -> float:
+    return sample_value(await metric_families(engine.url), HITS, HITS + "_total")
+
+
+async def routed(router: Router, path: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.post(router.url + path, json=body) as r:
+        assert r.status == 200, await r.text()
+        return r.headers["X-Routed-To"], await r.json()
+
+
+async def check_affinity(engines: tuple[RealVllm, RealVllm], router: Router, path: str, body: dict[str, Any],
+                         n_prompt: int) -> None:
+    by_id = {ep.id: next(e for e in engines if e.url == ep.url) for ep in router.endpoints}
+    first_id, _ = await routed(router, path, body)
+    first = by_id[first_id]
+    other = next(e for e in engines if e is not first)
+    ingester = router.ingester
+    assert ingester is not None
+    full = (n_prompt - 1) // BLOCK_SIZE  # blocks the engine can reuse
+
+    async def indexed() -> bool:
+        return ingester.block_sizes.get(MODEL_NAME) == BLOCK_SIZE and ingester.stats.blocks_stored >= full
+
+    assert await eventually(indexed)
+    before = {e.url: await hits(e) for e in engines}
+    for _ in range(3):
+        to, out = await routed(router, path, body)
+        assert to == first_id
+        assert out["usage"]["prompt_tokens"] == n_prompt
+    assert await hits(first) - before[first.url] == 3 * full * BLOCK_SIZE
+    assert await hits(other) == before[other.url]
+
+
+async def test_repeat_prompt_goes_to_the_engine_holding_its_prefix(engines: tuple[RealVllm, RealVllm]) -> None:
+    tokenizer = str(engines[0].model_path)  # the engine's own tokenizer.json
+    prompt = "The gateway routes every request to the engine that remembers the shared prefix. " * 6
+    status, tok = await post_json(engines[0].url + "/tokenize", {"model": MODEL_NAME, "prompt": prompt})
+    assert status == 200
+    async with router_for(engines, tokenizer) as router:
+        body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": 2, "temperature": 0}
+        await check_affinity(engines, router, "/v1/completions", body, tok["count"])
+
+
+@pytest.mark.xfail(
+    reason="vLLM 0.32 answers GET /kv_event_sources with an OBJECT keyed by DP rank ({\"0\": {endpoint, "
+           "replay_endpoint, topic, ...}}), the router's fetch_kv_event_sources expects a list (0.33 shape)",
+    strict=False)
+async def test_router_discovers_kv_events_from_the_engine(engines: tuple[RealVllm, RealVllm]) -> None:
+    async with router_for(engines, str(engines[0].model_path), discover=True) as router:
+        assert {ep.kv_events for ep in router.endpoints} == {e.kv_events for e in engines}
+
+
+@pytest.mark.parametrize("tokenizer", [
+    "engine",
+    pytest.param("local", marks=pytest.mark.xfail(
+        reason="HFTokenizer.render_chat uses the package's fixed template, not tokenizer_config.json's chat_template "
+               "the engine applies: chat token ids differ, so chat prefixes never match (see "
+               "docs/real-vllm-findings.md)", strict=False)),
+])
+async def test_chat_affinity(engines: tuple[RealVllm, RealVllm], tokenizer: str) -> None:
+    spec = "engine" if tokenizer == "engine" else str(engines[0].model_path)
+    content = f"[{tokenizer}] Summarize the following document about the kv cache and the decode pod. " * 5
+    messages = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": content}]
+    status, tok = await post_json(engines[0].url + "/tokenize", {"model": MODEL_NAME, "messages": messages})
+    assert status == 200
+    async with router_for(engines, spec) as router:
+        body = {"model": MODEL_NAME, "messages": messages, "max_tokens": 2, "temperature": 0}
+        await check_affinity(engines, router, "/v1/chat/completions", body, tok["count"])
+
+
+_CREATED = re.compile(rb'"created":\d+')
+
+
+async def test_stream_through_router_equals_the_engines_bytes(engines: tuple[RealVllm, RealVllm]) -> None:
+    async with router_for(engines, str(engines[0].model_path)) as router, aiohttp.ClientSession() as http:
+        body = {"model": MODEL_NAME, "prompt": "Hello world, tell me a story about dragons.", "max_tokens": 8,
+                "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+        async with http.post(router.url + "/v1/completions", json=body, headers={"X-Request-Id": "bytes-1"}) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            via_router = await r.read()
+            target = next(e for e in engines if router.endpoints.get(r.headers["X-Routed-To"]).url == e.url)
+        async with http.post(target.url + "/v1/completions", json=body, headers={"X-Request-Id": "bytes-1"}) as r:
+            direct = await r.read()
+    # Same request id, same greedy tokens: only the per-second "created" stamp may differ.
+    assert b"cmpl-bytes-1" in direct
+    assert _CREATED.sub(b'"created":0', via_router) == _CREATED.sub(b'"created":0', direct)
