@@ -5,8 +5,11 @@
   stable CRC32-derived id (decoding it gives the synthetic word of that id: lossy, and documented as such).
 - ``HFTokenizer``: a local HuggingFace ``tokenizer.json`` (the engine's own), through the ``tokenizers`` package.
 
-Chat messages are rendered to one prompt string by ``render_chat`` (a fixed, simple template) unless the
-tokenizer carries a model chat template.
+Chat messages are rendered to one prompt string by ``render_chat``: the package's fixed template for the built-in
+tokenizer, and the model's own ``chat_template`` (from ``tokenizer_config.json`` beside ``tokenizer.json``) for an HF
+tokenizer that has one, rendered with jinja2 as vLLM/transformers do. ``encode_chat`` is the one way to turn messages
+into token ids: a model template carries its own special tokens, so its text is encoded without adding them again
+(what vLLM does; checked on the real engine, docs/real-vllm-findings.md).
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ class Tokenizer(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
     def render_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str: ...
+
+    def encode_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]: ...
+
+    @property
+    def chat_add_special_tokens(self) -> bool:
+        """Whether rendered chat text is encoded with special tokens added (False when the template has its own)."""
+        ...
 
 
 def word_for_id(token_id: int) -> str:
@@ -116,15 +126,24 @@ class BuiltinTokenizer:
     def render_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         return render_chat(messages, add_generation_prompt)
 
+    def encode_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
+        return self.encode(render_chat(messages, add_generation_prompt))
+
+    @property
+    def chat_add_special_tokens(self) -> bool:
+        return True
+
 
 class HFTokenizer:
-    """A local HuggingFace ``tokenizer.json`` (for example the real engine's own)."""
+    """A local HuggingFace ``tokenizer.json`` (for example the real engine's own), with the model's chat template."""
 
     def __init__(self, path: str | Path) -> None:
         from tokenizers import Tokenizer as _HF  # imported here: only this mode needs it
 
         self._path = Path(path)
         self._tok = _HF.from_file(str(self._path))
+        self._config = _tokenizer_config(self._path.parent / "tokenizer_config.json")
+        self._template = _compile_chat_template(self._config.get("chat_template"))
 
     @property
     def name(self) -> str:
@@ -137,7 +156,54 @@ class HFTokenizer:
         return str(self._tok.decode(list(ids), skip_special_tokens=True))
 
     def render_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        return render_chat(messages, add_generation_prompt)
+        if self._template is None:
+            return render_chat(messages, add_generation_prompt)
+        for message in messages:
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise InvalidRequestError("each message must be an object with a string role", param="messages")
+        plain = [{**m, "content": message_text(m.get("content"))} for m in messages]
+        special = {k: _token_text(self._config.get(k)) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
+        return str(self._template.render(messages=plain, add_generation_prompt=add_generation_prompt, **special))
+
+    def encode_chat(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
+        return self.encode(self.render_chat(messages, add_generation_prompt), self.chat_add_special_tokens)
+
+    @property
+    def chat_add_special_tokens(self) -> bool:
+        return self._template is None
+
+
+def _tokenizer_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    import json
+
+    config = json.loads(path.read_text())
+    return config if isinstance(config, dict) else {}
+
+
+def _token_text(value: Any) -> str:
+    """A special token as ``tokenizer_config.json`` gives it: a string, or ``{"content": ...}``."""
+    if isinstance(value, dict):
+        return str(value.get("content", ""))
+    return value if isinstance(value, str) else ""
+
+
+def _compile_chat_template(template: Any) -> Any:
+    """The model's chat template compiled in jinja2's sandbox (as transformers does), or None when there is none."""
+    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}, ...]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if not isinstance(template, str) or not template:
+        return None
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise InvalidRequestError(f"chat template: {message}", param="messages")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template)
 
 
 def load_tokenizer(spec: str | None) -> Tokenizer:

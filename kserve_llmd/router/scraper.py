@@ -267,9 +267,11 @@ class Scraper:
 async def fetch_kv_event_sources(
     session: aiohttp.ClientSession, ep: Endpoint, wait: float
 ) -> tuple[str, str | None] | None:
-    """The engine's KV-event publisher from ``GET /kv_event_sources`` (vLLM 0.33: a JSON array of
-    ``{data_parallel_rank, endpoint, replay_endpoint, topic}``). A wildcard bind host (``*``, ``0.0.0.0``) is
-    replaced by the endpoint's own host. Returns ``(endpoint, replay_endpoint)`` of rank 0, or None."""
+    """The engine's KV-event publisher from ``GET /kv_event_sources``. Two shapes are seen: vLLM 0.33 answers a JSON
+    array of ``{data_parallel_rank, endpoint, replay_endpoint, topic}``; vLLM 0.32 (checked on the real engine,
+    docs/real-vllm-findings.md 1.5) an object keyed by rank (``{"0": {"endpoint": ..., ...}}``, ``{}`` without events).
+    A wildcard bind host (``*``, ``0.0.0.0``) is replaced by the endpoint's own host. Returns ``(endpoint,
+    replay_endpoint)`` of the lowest rank, or None."""
     try:
         async with session.get(ep.url + "/kv_event_sources", timeout=aiohttp.ClientTimeout(total=wait)) as resp:
             if resp.status != 200:
@@ -277,8 +279,8 @@ async def fetch_kv_event_sources(
             body = orjson.loads(await resp.read())
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
         return None
-    sources = body.get("sources") if isinstance(body, dict) else body
-    if not isinstance(sources, list):
+    sources = _sources(body)
+    if sources is None:
         return None
     candidates: list[JSON] = [s for s in sources if isinstance(s, dict) and isinstance(s.get("endpoint"), str)]
     if not candidates:
@@ -287,6 +289,21 @@ async def fetch_kv_event_sources(
     host = ep.id.rsplit(":", 1)[0]
     replay = first.get("replay_endpoint")
     return _bind_to_host(first["endpoint"], host), _bind_to_host(replay, host) if isinstance(replay, str) else None
+
+
+def _sources(body: object) -> list[object] | None:
+    """The list of per-rank sources, whichever shape the engine answered."""
+    if isinstance(body, list):
+        return body
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("sources"), list):
+        return list(body["sources"])
+    ranked: list[object] = []
+    for rank, source in body.items():
+        if isinstance(source, dict) and isinstance(rank, str) and rank.isdigit():
+            ranked.append({**source, "data_parallel_rank": int(rank)})
+    return ranked
 
 
 def _bind_to_host(zmq_url: str, host: str) -> str:

@@ -98,9 +98,12 @@ class LocalTokenization:
         prompt = prompt_of(body)
         if prompt.token_ids is not None:
             return Tokenized(prompt.token_ids, None, "request")
-        text = prompt.text if prompt.messages is None else self.tokenizer.render_chat(prompt.messages)
-        assert text is not None
-        return Tokenized(self.tokenizer.encode(text), text, "local")
+        tok = self.tokenizer
+        if prompt.messages is not None:
+            text = tok.render_chat(prompt.messages)
+            return Tokenized(tok.encode(text, tok.chat_add_special_tokens), text, "local")
+        assert prompt.text is not None
+        return Tokenized(tok.encode(prompt.text), prompt.text, "local")
 
     async def tokenize(self, body: JSON, model: str) -> Tokenized:
         return self.tokenize_sync(body)

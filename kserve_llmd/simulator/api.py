@@ -161,7 +161,7 @@ class EngineAPI:
             if "messages" in body:
                 if not isinstance(body["messages"], list):
                     raise InvalidRequestError("messages must be a list", param="messages")
-                ids = tok.encode(tok.render_chat(body["messages"]))
+                ids = tok.encode_chat(body["messages"])
             elif isinstance(body.get("prompt"), str):
                 ids = tok.encode(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True)))
             else:

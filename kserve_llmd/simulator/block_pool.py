@@ -93,7 +93,7 @@ class BlockPool:
             return
         if not holders:
             del self._cached[block_hash]
-        self.pending_events.append(BlockRemoved(block_hashes=[block_hash], medium=MEDIUM))
+        self.pending_events.append(BlockRemoved(block_hashes=[block_hash], medium=MEDIUM, group_idx=0))
 
     def free_blocks(self, ordered: Iterable[Block]) -> None:
         """Drop one reference on each block; blocks reaching 0 join the tail of the LRU queue in the given order."""
@@ -129,6 +129,10 @@ class BlockPool:
             block_size=bs,
             lora_id=None,
             medium=MEDIUM,
+            # What vLLM 0.32 sends (docs/real-vllm-findings.md 1.2): one extra-keys entry per block, group 0.
+            extra_keys=[None] * len(new_hashes),
+            group_idx=0,
+            kv_cache_spec_kind="full_attention",
         ))
 
     def reset(self) -> bool:

@@ -76,7 +76,7 @@ def _chat_ids(body: dict[str, Any], tokenizer: Tokenizer) -> list[int]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("messages must be a non-empty list", param="messages")
-    return tokenizer.encode(tokenizer.render_chat(messages))
+    return tokenizer.encode_chat(messages)
 
 
 def _int(body: dict[str, Any], key: str) -> int | None:

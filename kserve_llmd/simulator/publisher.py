@@ -82,7 +82,8 @@ class KVEventPublisher:
             return
         seq = self._seq
         self._seq += 1
-        payload = encode_batch(EventBatch(ts=self._wall(), events=events), self._encoding)
+        # vLLM's publisher always fills in the rank (0 without data parallelism), as seen on the real engine.
+        payload = encode_batch(EventBatch(ts=self._wall(), events=events, data_parallel_rank=0), self._encoding)
         self._buffer.append((seq, payload))
         with contextlib.suppress(zmq.Again):
             self._pub.send_multipart((self._topic, seq.to_bytes(8, "big"), payload), flags=zmq.NOBLOCK)

@@ -9,7 +9,9 @@ defaults). Each event comes in one of two encodings, and both are accepted here:
 
 - positional (vLLM <= 0.23): ``["BlockStored", block_hashes, parent_block_hash, token_ids, block_size, lora_id,
   medium, lora_name?]``, ``["BlockRemoved", block_hashes, medium?]``, ``["AllBlocksCleared"]``;
-- map (vLLM >= 0.24): ``{"type": "BlockStored", "block_hashes": ..., ...}`` with empty optional fields omitted.
+- map (vLLM >= 0.24): ``{"type": "BlockStored", "block_hashes": ..., ...}`` with empty optional fields omitted
+  (vLLM 0.32 as seen here sends 11 keys per BlockStored and ``group_idx`` on BlockRemoved:
+  docs/real-vllm-findings.md 1.2).
 
 Block hashes are unsigned 64-bit ints, or raw digest bytes (then the last 8 bytes, big-endian, are the int).
 Decoding never trusts the payload: wrong types, truncated msgpack and oversized arrays raise ``EventDecodeError``.
@@ -49,12 +51,14 @@ class BlockStored:
     lora_name: str | None = None
     extra_keys: list[Any] | None = None
     group_idx: int | None = None
+    kv_cache_spec_kind: str | None = None
 
 
 @dataclass(slots=True)
 class BlockRemoved:
     block_hashes: list[int]
     medium: str | None = None
+    group_idx: int | None = None
 
 
 @dataclass(slots=True)
@@ -112,11 +116,16 @@ def _event_to_wire(event: KVEvent, encoding: Encoding) -> Any:
             out["extra_keys"] = event.extra_keys
         if event.group_idx is not None:
             out["group_idx"] = event.group_idx
+        if event.kv_cache_spec_kind is not None:
+            out["kv_cache_spec_kind"] = event.kv_cache_spec_kind
         return out
     if isinstance(event, BlockRemoved):
         if encoding == "positional":
             return ["BlockRemoved", event.block_hashes, event.medium]
-        return {"type": "BlockRemoved", "block_hashes": event.block_hashes, "medium": event.medium}
+        removed: dict[str, Any] = {"type": "BlockRemoved", "block_hashes": event.block_hashes, "medium": event.medium}
+        if event.group_idx is not None:
+            removed["group_idx"] = event.group_idx
+        return removed
     if encoding == "positional":
         return ["AllBlocksCleared"]
     return {"type": "AllBlocksCleared"}
@@ -198,6 +207,7 @@ def _block_stored(f: dict[str, Any]) -> BlockStored:
         lora_name=_opt_str(f.get("lora_name"), "lora_name"),
         extra_keys=extra if isinstance(extra, list) else None,
         group_idx=_opt_int(f.get("group_idx"), "group_idx"),
+        kv_cache_spec_kind=_opt_str(f.get("kv_cache_spec_kind"), "kv_cache_spec_kind"),
     )
 
 
@@ -225,7 +235,7 @@ def decode_event(raw: Any) -> KVEvent:
         return _block_stored(fields)
     if tag == "BlockRemoved":
         return BlockRemoved(_hashes(fields.get("block_hashes"), "block_hashes"),
-                            _opt_str(fields.get("medium"), "medium"))
+                            _opt_str(fields.get("medium"), "medium"), _opt_int(fields.get("group_idx"), "group_idx"))
     if tag == "AllBlocksCleared":
         return AllBlocksCleared()
     raise EventDecodeError(f"unknown event type {tag!r}")

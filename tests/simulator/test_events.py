@@ -24,8 +24,10 @@ async def test_block_stored_fields(make_cluster, subscriber, http: aiohttp.Clien
     assert int.from_bytes(seq, "big") == next_seq
     batch = unpack(payload)
     assert isinstance(batch, list)
-    assert len(batch) == 2  # [ts, events]; data_parallel_rank omitted like msgspec's omit_defaults
-    ts, events = batch
+    # [ts, events, data_parallel_rank]: the real vLLM 0.32 publisher fills the rank in (docs/real-vllm-findings.md)
+    assert len(batch) == 3
+    ts, events, rank = batch
+    assert rank == 0
     assert isinstance(ts, float)
     assert len(events) == 1
     ev = events[0]
@@ -34,7 +36,10 @@ async def test_block_stored_fields(make_cluster, subscriber, http: aiohttp.Clien
     assert ev["parent_block_hash"] is None
     assert ev["medium"] == "GPU"
     assert ev["lora_id"] is None
+    assert ev["group_idx"] == 0
+    assert ev["kv_cache_spec_kind"] == "full_attention"
     hashes = ev["block_hashes"]
+    assert ev["extra_keys"] == [None] * len(hashes)
     # The prompt's two full blocks are stored when scheduled; output blocks follow in later steps.
     assert len(hashes) == 2
     assert all(isinstance(h, int) and 0 <= h < 2**64 for h in hashes)

@@ -93,22 +93,12 @@ async def test_repeat_prompt_goes_to_the_engine_holding_its_prefix(engines: tupl
         await check_affinity(engines, router, "/v1/completions", body, tok["count"])
 
 
-@pytest.mark.xfail(
-    reason="vLLM 0.32 answers GET /kv_event_sources with an OBJECT keyed by DP rank ({\"0\": {endpoint, "
-           "replay_endpoint, topic, ...}}), the router's fetch_kv_event_sources expects a list (0.33 shape)",
-    strict=False)
 async def test_router_discovers_kv_events_from_the_engine(engines: tuple[RealVllm, RealVllm]) -> None:
     async with router_for(engines, str(engines[0].model_path), discover=True) as router:
         assert {ep.kv_events for ep in router.endpoints} == {e.kv_events for e in engines}
 
 
-@pytest.mark.parametrize("tokenizer", [
-    "engine",
-    pytest.param("local", marks=pytest.mark.xfail(
-        reason="HFTokenizer.render_chat uses the package's fixed template, not tokenizer_config.json's chat_template "
-               "the engine applies: chat token ids differ, so chat prefixes never match (see "
-               "docs/real-vllm-findings.md)", strict=False)),
-])
+@pytest.mark.parametrize("tokenizer", ["engine", "local"])
 async def test_chat_affinity(engines: tuple[RealVllm, RealVllm], tokenizer: str) -> None:
     spec = "engine" if tokenizer == "engine" else str(engines[0].model_path)
     content = f"[{tokenizer}] Summarize the following document about the kv cache and the decode pod. " * 5
