@@ -45,6 +45,9 @@ def make_pipeline(image: str | None = None) -> Callable[..., Any]:
         model: str = "sim-model",
         target: str = "local",
         namespace: str = "default",
+        model_uri: str = "",
+        engine_backend: str = "sim",
+        serving_format: str = "isvc",
         workdir: str = "",
         current_name: str = "stable",
         current_profile: str = "tiny",
@@ -67,7 +70,8 @@ def make_pipeline(image: str | None = None) -> Callable[..., Any]:
             deploy(
                 name=current_name, target=target, model=model, profile=current_profile, sim_args=current_sim_args,
                 engines=engines, router_preset=router_preset, time_scale=time_scale, ready_timeout_s=ready_timeout_s,
-                namespace=namespace, workdir=workdir, seed=seed,
+                namespace=namespace, workdir=workdir, seed=seed, model_uri=model_uri, backend=engine_backend,
+                format=serving_format,
             ),
             "deploy current",
         )  # fmt: skip
@@ -79,7 +83,8 @@ def make_pipeline(image: str | None = None) -> Callable[..., Any]:
                 current_state=current.outputs["state"], name=candidate_name, profile=candidate_profile,
                 sim_args=candidate_sim_args, engines=engines, router_preset=router_preset, time_scale=time_scale,
                 ready_timeout_s=ready_timeout_s, namespace=namespace, workdir=workdir, scenario=scenario, slos=slos,
-                max_regression=max_regression, canary_weight=canary_weight, seed=seed,
+                max_regression=max_regression, canary_weight=canary_weight, seed=seed, model_uri=model_uri,
+                backend=engine_backend, format=serving_format,
             ).after(baseline),
             "canary",
         )  # fmt: skip

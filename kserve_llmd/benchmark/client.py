@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -110,15 +111,16 @@ async def send(
     warmup: bool,
     origin_ns: int,
     timeout_s: float,
+    headers: Mapping[str, str] | None = None,
 ) -> RequestRecord:
     """Send one streaming request and measure it. Never raises for HTTP or transport failures: they are recorded."""
     record = RequestRecord(index=request.index, level=level, warmup=warmup, group=request.group)
     body = orjson.dumps(request.body(model))
-    headers = {"Content-Type": "application/json", **dict(request.headers)}
+    all_headers = {"Content-Type": "application/json", **(headers or {}), **dict(request.headers)}
     start = clock()
     record.start_ns = start - origin_ns
     try:
-        async with session.post(base_url.rstrip("/") + request.path, data=body, headers=headers,
+        async with session.post(base_url.rstrip("/") + request.path, data=body, headers=all_headers,
                                 timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
             record.status = response.status
             if response.status != 200:

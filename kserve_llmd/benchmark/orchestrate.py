@@ -79,17 +79,31 @@ async def bench_compare(configs: Sequence[str], spec: ClusterSpec, scenario: Sce
 
 
 def run_until_signal(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` that turns SIGTERM (like Ctrl-C) into cancellation, so ``finally`` blocks stop children."""
+    """``asyncio.run`` where SIGINT and SIGTERM cancel the run and WAIT for its clean-up (children stopped), then
+    raise ``KeyboardInterrupt``."""
 
     async def wrapper() -> T:
         task = asyncio.create_task(main)
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        signalled: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            signalled.append(signum)
+            task.cancel()
+
+        installed = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, on_signal, signum)
+                installed.append(signum)
         try:
             return await task
+        except asyncio.CancelledError:
+            if signalled:
+                raise KeyboardInterrupt from None
+            raise
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGTERM)
+            for signum in installed:
+                loop.remove_signal_handler(signum)
 
     return asyncio.run(wrapper())

@@ -1,24 +1,23 @@
-"""Child ``kserve-llmd`` processes (simulator, router) started with ``--ready-file`` and always stopped.
+"""Child ``kserve-llmd`` processes (simulator, router) for ``bench --compare``/``demo``: an async context manager
+over the SDK's one launcher (``kserve_llmd.sdk.processes``).
 
-``ManagedProcess`` is an async context manager: entering starts the child and waits until it has written its ready
-file (the JSON of docs/CONTRACTS.md); leaving sends SIGTERM, waits, and SIGKILLs a child that does not exit in time.
-Output goes to a log file, whose tail is quoted when a child dies before it is ready.
+Entering starts the child (detached, own session, output to ``log_path``) and waits until it has written its ready
+file (the JSON of docs/CONTRACTS.md); leaving stops its process group (SIGTERM, SIGKILL after ``stop_timeout_s``).
+A child that dies before it is ready is reported with its exit code and log tail (``ProcessStartError``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import orjson
-
 from kserve_llmd.errors import KserveLlmdError
+from kserve_llmd.sdk import processes
+from kserve_llmd.sdk.processes import ProcessExitedError, ProcessRecord
 
 _POLL_S = 0.05
 
@@ -38,7 +37,7 @@ class ManagedProcess:
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.ready: dict[str, Any] = {}
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: ProcessRecord | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
@@ -59,44 +58,30 @@ class ManagedProcess:
 
     async def start(self) -> dict[str, Any]:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"kserve-llmd-{self.name}-")
-        ready = Path(self._tmp.name) / "ready.json"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kserve_llmd", *self.args, "--ready-file", str(ready),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        self.log_path.unlink(missing_ok=True)  # one log per run (the launcher appends)
+        self._process = processes.start([sys.executable, "-m", "kserve_llmd", *self.args], name=self.name,
+                                        role=self.args[0], log=self.log_path,
+                                        ready_file=Path(self._tmp.name) / "ready.json")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout_s
-        while not ready.is_file():
-            if self._process.returncode is not None:
-                raise ProcessStartError(f"{self.name} exited with {self._process.returncode} before it was ready:\n"
-                                         f"{self._log_tail()}")
+        while True:
+            try:
+                done = processes.ready(self._process)
+            except ProcessExitedError as exc:
+                raise ProcessStartError(f"{self.name} exited with {exc.returncode} before it was ready:\n"
+                                        f"{exc.log_tail}") from None
+            if done is not None:
+                self._process, self.ready = done, done.ready
+                return self.ready
             if loop.time() > deadline:
                 raise ProcessStartError(f"{self.name} not ready after {self.ready_timeout_s:g} s:\n"
-                                         f"{self._log_tail()}")
+                                        f"{processes.tail(str(self.log_path))}")
             await asyncio.sleep(_POLL_S)
-        self.ready = orjson.loads(ready.read_bytes())
-        return self.ready
-
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     async def aclose(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(process.wait()), self.stop_timeout_s)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
-        elif process is not None:
-            await process.wait()
+        record, self._process = self._process, None
+        if record is not None:
+            await asyncio.to_thread(processes.stop, record, grace=self.stop_timeout_s)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ class Runner:
 
     def __init__(self, target: str, scenario: Scenario, *, rng: random.Random, clock: NsClock = time.perf_counter_ns,
                  engine_metrics_urls: list[str] | None = None, model: str | None = None,
-                 show_progress: bool = True, label: str = "") -> None:
+                 show_progress: bool = True, label: str = "", headers: Mapping[str, str] | None = None) -> None:
         self.target = target
         self.scenario = scenario
         self.clock = clock
@@ -56,6 +56,7 @@ class Runner:
         self.model = model or scenario.model
         self.show_progress = show_progress
         self.label = label
+        self.headers = dict(headers or {})  # added to every request (e.g. a router's version pin)
         self._workload_rng = random.Random(rng.getrandbits(64))
         self._arrival_rng = random.Random(rng.getrandbits(64))
 
@@ -89,7 +90,8 @@ class Runner:
 
         async def one(request: BenchRequest, warmup: bool) -> RequestRecord:
             record = await client.send(session, self.target, request, model, clock=self.clock, level=level.label,
-                                       warmup=warmup, origin_ns=origin, timeout_s=load.request_timeout_s)
+                                       warmup=warmup, origin_ns=origin, timeout_s=load.request_timeout_s,
+                                       headers=self.headers)
             progress.advance(record.ok)
             return record
 

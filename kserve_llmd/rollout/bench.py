@@ -9,14 +9,11 @@ completed requests (output tokens) / the summed level durations.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kserve_llmd.benchmark import scenario as scenarios
-from kserve_llmd.benchmark.records import BenchRequest
 from kserve_llmd.benchmark.runner import LevelResult, Runner
 from kserve_llmd.benchmark.scenario import Scenario
 from kserve_llmd.benchmark.stats import percentile
@@ -66,32 +63,6 @@ def summary_metrics(results: Sequence[LevelResult]) -> MetricValues:
     return metrics
 
 
-class _PinnedWorkload:
-    """A scenario's workload whose every request carries extra headers (the router's version pin).
-
-    Stop-gap until ``benchmark.Runner`` takes request headers itself: it wraps the workload object and forwards
-    everything but ``generate``.
-    """
-
-    def __init__(self, inner: Any, headers: tuple[tuple[str, str], ...]) -> None:
-        self._inner = inner
-        self._headers = headers
-
-    def generate(self, rng: random.Random) -> Iterator[BenchRequest]:
-        for request in self._inner.generate(rng):
-            yield dataclasses.replace(request, headers=request.headers + self._headers)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def pinned(spec: Scenario, version: str | None) -> Scenario:
-    """The scenario with every request pinned to ``version`` (``x-llmd-version``), or unchanged for ``None``."""
-    if version is None:
-        return spec
-    return spec.model_copy(update={"workload": _PinnedWorkload(spec.workload, ((VERSION_HEADER, version),))})
-
-
 async def run_benchmarks(
     targets: Mapping[str, str],
     scenario: str,
@@ -109,8 +80,9 @@ async def run_benchmarks(
     pins = versions or {}
 
     async def one(name: str) -> BenchResult:
-        runner = Runner(targets[name], pinned(spec, pins.get(name)), rng=random.Random(seed), model=model,
-                        show_progress=False, label=name)
+        version = pins.get(name)
+        runner = Runner(targets[name], spec, rng=random.Random(seed), model=model, show_progress=False, label=name,
+                        headers={VERSION_HEADER: version} if version is not None else None)
         results = await runner.run()
         return BenchResult(
             url=targets[name],

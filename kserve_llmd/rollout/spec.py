@@ -26,6 +26,12 @@ class DeploySpec(BaseModel):
     time_scale: float = Field(1.0, ge=0)
     ready_timeout_s: float = Field(120.0, gt=0)
     namespace: str = "default"  # cluster
+    #: Cluster: where the weights are (default ``hf://<model>``), the engines (``sim``: the simulator image, with
+    #: ``profile``, ``time_scale`` and ``sim_args``; ``vllm``) and the KServe resource (``isvc``: our router as the
+    #: transformer; ``llmisvc``: an LLMInferenceService with KServe's scheduler).
+    model_uri: str = ""
+    backend: Literal["sim", "vllm"] = "sim"
+    format: Literal["isvc", "llmisvc"] = "isvc"
     #: Local: where logs and ready files go (one sub-folder per deployment).
     workdir: str = ""
     seed: int = 0

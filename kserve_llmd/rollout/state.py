@@ -1,30 +1,20 @@
 """``DeploymentState``: everything a later pipeline step needs to find, benchmark, re-weight or stop a deployment.
 
 It crosses KFP step boundaries as a JSON string (each step is its own process, on a cluster its own pod), so it holds
-only data: URLs, and for local deployments the pids and command lines of the processes ``deploy`` started, so that
-``teardown`` in another process can stop exactly those (and nothing that merely reused a pid).
+only data: URLs, and the SDK deployment's own ``state()`` (``LocalDeployment``: the pid and exact command line of
+every process ``deploy`` started; ``LLMDeployment``: its spec), so that ``teardown`` in another process deletes
+exactly that deployment (and never a process that merely reused a pid).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kserve_llmd.errors import ConfigError
 
 Target = Literal["local", "cluster"]
-
-
-class ProcessRef(BaseModel):
-    """A detached local process started by ``deploy`` (its own session: pid == process group id)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pid: int = Field(gt=1)
-    role: Literal["sim", "router"]
-    argv: tuple[str, ...]
-    log: str
 
 
 class DeploymentState(BaseModel):
@@ -37,9 +27,9 @@ class DeploymentState(BaseModel):
     model: str
     endpoint: str  # the URL clients use (the router)
     engines: tuple[str, ...] = ()  # engine base URLs behind the router (what a traffic split points at)
-    processes: tuple[ProcessRef, ...] = ()  # local target
     namespace: str | None = None  # cluster target
-    workdir: str | None = None  # local target: logs and ready files
+    #: ``LocalDeployment.state()`` or ``LLMDeployment.state()``: what ``from_state(...).delete()`` needs.
+    deployment: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -344,7 +344,11 @@ class Proxy:
             elif request.transport is not None:
                 request.transport.close()  # a truncated JSON body must not look complete
             return out
-        await out.write_eof()
+        try:
+            await out.write_eof()
+        except aiohttp.ClientConnectionResetError:  # the client left after the last chunk (e.g. right after [DONE])
+            self._count(ep.id, "client_disconnected")
+            return out
         self._count(ep.id, "ok")
         return out
 

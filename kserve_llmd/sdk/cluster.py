@@ -64,6 +64,11 @@ class LLMDeployment:
             "image": image, "router_preset": router.preset, "non_cached_tokens": router.non_cached_tokens,
             "scheduler_config_ref": router.scheduler_config_ref,
         })
+        self._state: JSON = {
+            "model": model, "model_uri": model_uri, "name": self.spec.name, "namespace": namespace,
+            "prefill": prefill.model_dump(mode="json"), "decode": decode.model_dump(mode="json"),
+            "router": router.model_dump(mode="json"), "format": format, "backend": backend, "image": image,
+        }  # fmt: skip
         self._kube = kube
         self._api_client = api_client
         self._owns_client = api_client is None
@@ -131,6 +136,20 @@ class LLMDeployment:
         owned = [o for o in self.render() if o["kind"] not in ("ServingRuntime", "ClusterServingRuntime")]
         ops.delete(owned, api_client=self.client(), namespace=self.namespace)
         self._endpoint = None
+
+    def state(self) -> JSON:
+        """JSON-serialisable: the spec, so that ``from_state(state).delete()`` works in another process (a later
+        pipeline step). No credentials: the other process brings its own ``kube``."""
+        return dict(self._state)
+
+    @classmethod
+    def from_state(cls, state: JSON, *, kube: ops.KubeConfig | None = None, api_client: Any = None,
+                   **options: Any) -> LLMDeployment:
+        """The deployment ``state()`` describes (constructing does no I/O)."""
+        s = dict(state)
+        return cls(s.pop("model"), s.pop("model_uri"), prefill=PoolSpec.model_validate(s.pop("prefill")),
+                   decode=PoolSpec.model_validate(s.pop("decode")), router=RouterSpec.model_validate(s.pop("router")),
+                   kube=kube, api_client=api_client, **s, **options)
 
     def close(self) -> None:
         """Release the API client this object built (not one passed in)."""

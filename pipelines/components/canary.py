@@ -28,6 +28,9 @@ def canary(
     seed: int,
     evidence: Output[Artifact],
     report: Output[Markdown],
+    model_uri: str = "",
+    backend: str = "sim",
+    format: str = "isvc",
 ) -> NamedTuple("CanaryResult", [("decision", str), ("candidate_state", str)]):  # type: ignore[valid-type]
     from kserve_llmd.rollout import steps
 
@@ -35,5 +38,6 @@ def canary(
         current_state, scenario=scenario, slos=slos, max_regression=max_regression, canary_weight=canary_weight,
         seed=seed, evidence_path=evidence.path, report_path=report.path, name=name, profile=profile,
         sim_args=sim_args, engines=engines, router_preset=router_preset, time_scale=time_scale,
-        ready_timeout_s=ready_timeout_s, namespace=namespace, workdir=workdir,
+        ready_timeout_s=ready_timeout_s, namespace=namespace, workdir=workdir, model_uri=model_uri, backend=backend,
+        format=format,
     )  # fmt: skip

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from kserve_llmd.benchmark import scenario as scenario_mod
 from kserve_llmd.benchmark.compare import ClusterSpec
@@ -63,3 +64,51 @@ def test_cli_compare_needs_exactly_one_mode() -> None:
                          text=True, timeout=60, check=False)
     assert out.returncode == 2
     assert "exactly one of --target URL or --compare" in out.stderr
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def test_ctrl_c_and_sigterm_stop_every_child(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text("name: long\nworkload: {type: random, prompt_len: 10, output_len: 5}\n"
+                        "load: {qps: [2], duration_s: 600}\n")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "kserve_llmd", "bench", "--compare", "--scenario", str(scenario), "--configs",
+             "round-robin", "--engines", "1", "--profile", "tiny", "-o", str(tmp_path / "out"), "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            children: set[int] = set()
+            deadline = time.monotonic() + 60
+            while len(children) < 2 and time.monotonic() < deadline:  # the sim and the router
+                time.sleep(0.1)
+                children = _children_of(bench.pid)
+            assert len(children) == 2
+            time.sleep(1.0)  # let the router come up and requests flow
+            children = _children_of(bench.pid)
+            bench.send_signal(signum)
+            _, err = bench.communicate(timeout=60)
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+        assert bench.returncode == 130, err
+        assert "every process it started has been stopped" in err
+        for child in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(child, 0)

@@ -51,7 +51,9 @@ async def test_poisson_ladder_excludes_warmup_and_reads_engine_counters(engine: 
 
 async def test_concurrency_level_sends_the_requested_count(engine: EngineDouble) -> None:
     scenario = _scenario({"concurrency": [3], "num_requests": 7, "warmup": 1})
-    levels = await Runner(engine.url, scenario, rng=random.Random(0), show_progress=False).run()
+    levels = await Runner(engine.url, scenario, rng=random.Random(0), show_progress=False,
+                          headers={"x-llmd-version": "v2"}).run()
+    assert all(h["x-llmd-version"] == "v2" for h in engine.headers)
     assert len(levels[0].records) == 8
     assert levels[0].summary.measured == 7
     assert levels[0].summary.concurrency == 3

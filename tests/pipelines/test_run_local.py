@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from kserve_llmd.rollout import procs
-from kserve_llmd.rollout.local import LEDGER
-from kserve_llmd.rollout.state import ProcessRef
+from kserve_llmd.sdk import processes
+from kserve_llmd.sdk.local import STATE_FILE, LocalDeployment
+from kserve_llmd.sdk.processes import ProcessRecord
 from pipelines.run_local import run
 
 
-def _started(workdir: Path) -> list[ProcessRef]:
+def _started(workdir: Path) -> list[ProcessRecord]:
     return [
-        ProcessRef.model_validate_json(line)
-        for ledger in (workdir / "deployments").glob(f"*/{LEDGER}")
-        for line in ledger.read_text().splitlines()
+        record
+        for ledger in (workdir / "deployments").glob(f"*/{STATE_FILE}")
+        for record in LocalDeployment.from_state(json.loads(ledger.read_text())).processes
     ]
 
 
 def _assert_all_stopped(workdir: Path) -> None:
     started = _started(workdir)
     assert started
-    assert [p.pid for p in started if procs.is_running(p.pid, p.argv)] == []
+    assert [p.pid for p in started if processes.is_running(p)] == []
 
 
 @pytest.mark.slow

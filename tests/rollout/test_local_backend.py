@@ -3,33 +3,45 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from kserve_llmd.errors import ConfigError, NotReadyError
-from kserve_llmd.rollout import procs, steps
-from kserve_llmd.rollout.local import LEDGER, LocalBackend, cleanup_workdir
+from kserve_llmd.rollout import steps
+from kserve_llmd.rollout.local import LocalBackend, cleanup_workdir
 from kserve_llmd.rollout.spec import DeploySpec
-from kserve_llmd.rollout.state import DeploymentState, ProcessRef
+from kserve_llmd.rollout.state import DeploymentState
+from kserve_llmd.sdk import processes
+from kserve_llmd.sdk.local import STATE_FILE, LocalDeployment
+from kserve_llmd.sdk.processes import ProcessRecord
 
 
-def _ledger(folder: Path) -> list[ProcessRef]:
-    return [ProcessRef.model_validate_json(line) for line in (folder / LEDGER).read_text().splitlines()]
+def _ledger(folder: Path) -> tuple[ProcessRecord, ...]:
+    return LocalDeployment.from_state(json.loads((folder / STATE_FILE).read_text())).processes
+
+
+def _processes(state: DeploymentState) -> tuple[ProcessRecord, ...]:
+    return LocalDeployment.from_state(state.deployment).processes
 
 
 def test_spawned_process_is_detached_and_stopped_only_by_its_argv(tmp_path: Path) -> None:
     argv = (sys.executable, "-c", "import time; time.sleep(60)", "marker")
-    pid = procs.spawn_detached(argv, tmp_path / "sleep.log")
+    record = processes.start(argv, name="sleep", role="sleep", log=tmp_path / "sleep.log",
+                             ready_file=tmp_path / "sleep.ready.json")
+    other = record.model_copy(update={"argv": (*record.argv[:-1], "another-process")})
     try:
-        assert procs.is_running(pid, argv)
-        assert not procs.stop(pid, (*argv[:-1], "another-process"))  # a different command line: never signalled
-        assert procs.is_running(pid, argv)
+        assert os.getpgid(record.pid) == record.pid  # its own session and process group
+        assert processes.is_running(record)
+        assert not processes.stop(other)  # a different command line: never signalled
+        assert processes.is_running(record)
     finally:
-        assert procs.stop(pid, argv)
-    assert not procs.is_running(pid, argv)
-    assert not procs.stop(pid, argv)  # already gone
+        assert processes.stop(record)
+    assert not processes.is_running(record)
+    assert not processes.stop(record)  # already gone
 
 
 def test_deploy_delete_round_trip(tmp_path: Path) -> None:
@@ -37,11 +49,11 @@ def test_deploy_delete_round_trip(tmp_path: Path) -> None:
     state = DeploymentState.from_json(deployed.state)
     try:
         assert state.endpoint == deployed.endpoint
-        assert [p.role for p in state.processes] == ["sim", "router"]
-        assert all(procs.is_running(p.pid, p.argv) for p in state.processes)
+        assert [p.role for p in _processes(state)] == ["sim", "router"]
+        assert all(processes.is_running(p) for p in _processes(state))
     finally:
         steps.teardown(deployed.state)  # from the JSON alone, as the teardown step does
-    assert not any(procs.is_running(p.pid, p.argv) for p in state.processes)
+    assert not any(processes.is_running(p) for p in _processes(state))
 
 
 def test_engine_that_exits_fails_the_step_with_its_log(tmp_path: Path) -> None:
@@ -59,13 +71,13 @@ def test_endpoint_that_never_becomes_ready_times_out_and_cleans_up(tmp_path: Pat
         backend.deploy(spec)
     started = _ledger(tmp_path / "slow")
     assert started
-    assert not any(procs.is_running(p.pid, p.argv) for p in started)
+    assert not any(processes.is_running(p) for p in started)
 
 
 def test_cleanup_workdir_stops_whatever_is_left(tmp_path: Path) -> None:
     state = LocalBackend().deploy(DeploySpec(name="left", workdir=str(tmp_path), time_scale=0.0))
     assert cleanup_workdir(tmp_path) == 2
-    assert not any(procs.is_running(p.pid, p.argv) for p in state.processes)
+    assert not any(processes.is_running(p) for p in _processes(state))
     assert cleanup_workdir(tmp_path) == 0
 
 

@@ -42,7 +42,7 @@ def test_pd_deployment_serves_and_leaves_no_process_behind() -> None:
     with dep:
         assert [e["role"] for e in dep.engines] == ["prefill", "decode"]
         assert chat(dep.endpoint)["object"] == "chat.completion"
-        pids = [p.process.pid for p in dep._procs if p.process is not None]
+        pids = [p.pid for p in dep.processes]
         assert len(pids) == 3
     assert not any(alive(pid) for pid in pids)
     with pytest.raises(NotReadyError):
@@ -53,4 +53,4 @@ def test_a_process_that_dies_is_reported_with_its_log() -> None:
     dep = LocalDeployment(profile="no-such-profile", time_scale=0)
     with pytest.raises(NotReadyError, match="engines exited with code"):
         dep.apply()
-    assert dep._procs == []
+    assert dep.processes == ()
