@@ -12,15 +12,28 @@ Data flow::
 - Sequence numbers (8-byte big-endian, per publisher): ``seq == last+1`` is applied; ``seq > last+1`` is a gap:
   replay ``[last+1, seq)`` over a DEALER to the endpoint's replay ROUTER, or, without a replay endpoint or when
   replay fails or comes back incomplete, RESET the endpoint (drop its entries, log, count); ``seq <= last`` means
-  the engine restarted: reset. The first message seen with ``seq > 0`` triggers a best-effort replay from 0 when
-  ``replay_on_join`` (blocks stored before the router started can then be chained).
+  the engine restarted: reset.
+- Joining (PUB/SUB's "slow joiner"): a SUB receives only what is published after its connection handshake AND
+  its subscription reached the publisher; a batch published before that is silently lost, and if nothing follows
+  it no gap ever shows (measured on a real vLLM 0.32 with a request sent right after ``connect``: 3 joins in 55
+  missed the request's BlockStored). So each endpoint's task first JOINS: it waits for the SUB's handshake (a ZMQ
+  socket monitor), then, with ``replay_on_join`` and a replay endpoint, replays every buffered batch from 0 (blocks
+  stored before the router started are indexed and can be chained), and only then reads the live stream. Live
+  messages that the join replay already applied (published after the subscription, before the replay answered)
+  are recognised by (seq, payload hash) and skipped; anything else with ``seq <= last`` is still a restart.
+  ``start()`` waits up to ``join_timeout`` for the joins (``wait_joined()`` waits on demand). With a replay
+  endpoint nothing published before or after the join is missed. Without one, only the handshake can be awaited:
+  the subscription frame follows it on the same connection, so in practice (0 of 40 joins on the real engine) a
+  request sent after the join is seen, but PUB/SUB gives no hard guarantee. If the join could not replay (failed,
+  timed out), the first live message with ``seq > 0`` retries the best-effort replay from 0 as before.
 - Replay replies (after the DEALER's empty delimiter): vLLM 0.33 ``[topic, seq, payload]`` ending with
   ``[b"", END, b""]``; vLLM <= 0.24 ``[seq, payload]`` ending with ``[END, b""]``. Both accepted.
 - Malformed frames and undecodable payloads are dropped and counted; logs are rate-limited (one line per endpoint
   and kind per ``log_interval`` seconds, with the count suppressed since). The loop never dies on input.
 
-Parameters: ``replay_timeout`` (s, per receive, default 2), ``max_blocks_per_endpoint`` (hash-map bound),
-``rcv_hwm`` (ZMQ receive high-water mark, default 100000 like vLLM's publisher), ``clock`` (for log limiting).
+Parameters: ``replay_timeout`` (s, per receive, default 2), ``join_timeout`` (s, how long ``start()`` waits for the
+joins, default 2; 0 does not wait), ``max_blocks_per_endpoint`` (hash-map bound), ``rcv_hwm`` (ZMQ receive
+high-water mark, default 100000 like vLLM's publisher), ``clock`` (for log limiting).
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ from dataclasses import dataclass, field
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from kserve_llmd.errors import ConfigError, EventDecodeError
 from kserve_llmd.router.interfaces import Endpoint, KVIndex
@@ -44,6 +58,7 @@ from kserve_llmd.wire.kv_events import decode_batch, decode_seq, encode_seq
 log = logging.getLogger(__name__)
 
 _DRAIN = 256  # messages taken per wake-up before yielding to the event loop
+_NO_STOP = 1 << 64  # replay without an upper bound (every buffered batch)
 
 
 @dataclass(slots=True)
@@ -53,7 +68,12 @@ class _Source:
     replay_url: str | None
     last_seq: int | None = None
     sock: zmq.asyncio.Socket | None = None
+    monitor: zmq.asyncio.Socket | None = None  # the SUB's handshake monitor, until the join saw the handshake
     task: asyncio.Task[None] | None = None
+    #: Set once the task has joined (SUB handshake done, join replay applied); a new one per launch.
+    joined: asyncio.Event = field(default_factory=asyncio.Event)
+    #: seq -> hash(payload) of the batches the join replay applied, until the live stream has passed them.
+    replayed: dict[int, int] = field(default_factory=dict)
     log_at: dict[str, float] = field(default_factory=dict)
     suppressed: dict[str, int] = field(default_factory=dict)
 
@@ -69,6 +89,7 @@ class KVEventIngester:
         clock: Clock = time.monotonic,
         replay_timeout: float = 2.0,
         replay_on_join: bool = True,
+        join_timeout: float = 2.0,
         max_blocks_per_endpoint: int = 1_000_000,
         expected_block_size: Callable[[str], int | None] | None = None,
         rcv_hwm: int = 100_000,
@@ -82,6 +103,7 @@ class KVEventIngester:
         self._clock = clock
         self._replay_timeout = replay_timeout
         self._replay_on_join = replay_on_join
+        self._join_timeout = join_timeout
         self._max_blocks = max_blocks_per_endpoint
         self._expected = expected_block_size
         self._rcv_hwm = rcv_hwm
@@ -101,6 +123,24 @@ class KVEventIngester:
         self._started = True
         for source in self._sources.values():
             self._launch(source)
+        if self._sources and self._join_timeout > 0 and not await self.wait_joined(self._join_timeout):
+            late = sorted(str(e) for e, s in self._sources.items() if not s.joined.is_set())
+            log.warning("KV events: not joined after %.1f s (still trying in the background): %s",
+                        self._join_timeout, ", ".join(late))
+
+    async def wait_joined(self, within: float | None = None) -> bool:
+        """Wait until every endpoint's subscription is up (handshake done, join replay applied). From then on every
+        batch an engine publishes reaches the index (or shows as a gap). False if ``within`` seconds passed first."""
+        pending = [s.joined for s in self._sources.values() if s.task is not None and not s.joined.is_set()]
+        if not pending:
+            return True
+        try:
+            async with asyncio.timeout(within):
+                for joined in pending:
+                    await joined.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         sources = list(self._sources.values())
@@ -175,8 +215,12 @@ class KVEventIngester:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, self._rcv_hwm)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
+        # the monitor must exist before connect() so that the first handshake is reported
+        source.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sock.connect(source.zmq_url)
         source.sock = sock
+        source.joined = asyncio.Event()
+        source.replayed = {}
         source.task = asyncio.get_running_loop().create_task(
             self._run(source), name=f"kv-events:{source.applier.endpoint}"
         )
@@ -190,14 +234,48 @@ class KVEventIngester:
         self._close_socket(source)
 
     @staticmethod
-    def _close_socket(source: _Source) -> None:
+    def _close_monitor(source: _Source) -> None:
+        if source.monitor is not None:
+            if source.sock is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    source.sock.disable_monitor()
+            source.monitor.close(linger=0)
+            source.monitor = None
+
+    @classmethod
+    def _close_socket(cls, source: _Source) -> None:
+        cls._close_monitor(source)  # also when the task was cancelled before it ran
         if source.sock is not None:
             source.sock.close(linger=0)
             source.sock = None
 
+    async def _join(self, source: _Source) -> None:
+        """Wait for the SUB's first handshake with the publisher, then replay what was published before it."""
+        monitor = source.monitor
+        assert monitor is not None
+        try:
+            while True:  # only HANDSHAKE_SUCCEEDED is monitored; anything else would be skipped
+                event = parse_monitor_message(await monitor.recv_multipart())
+                if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    break
+        finally:
+            self._close_monitor(source)
+        # The subscription travels right behind the handshake, ahead of our replay request (a new connection):
+        # what the engine publishes after answering the replay reaches the SUB, what it published before is in
+        # the answer (vLLM's publisher thread serves replays and publishes in turn).
+        if source.replay_url is not None and self._replay_on_join and source.last_seq is None:
+            await self._replay(source, 0, _NO_STOP, strict=False)
+
     async def _run(self, source: _Source) -> None:
         sock = source.sock
         assert sock is not None
+        try:
+            await self._join(source)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never expected; the live stream still works (the first message may replay)
+            log.exception("KV events from %s: join failed", source.applier.endpoint)
+        source.joined.set()
         # A synchronous shadow of the same socket drains what is already queued without one event-loop round
         # trip per message (about 2x the throughput); at most DRAIN messages, then the loop gets a turn.
         drain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
@@ -232,6 +310,10 @@ class KVEventIngester:
             self._malformed(source, "end-of-replay marker on the live stream")
             return
         last = source.last_seq
+        if source.replayed:
+            if last is not None and seq <= last and source.replayed.get(seq) == hash(frames[2]):
+                return  # the join replay applied it already: published after the subscription, before the replay
+            source.replayed = {}  # the live stream has passed the replayed batches
         if last is None:
             if seq > 0 and source.replay_url and self._replay_on_join:
                 await self._replay(source, 0, seq, strict=False)
@@ -286,13 +368,16 @@ class KVEventIngester:
                     raise EventDecodeError(f"replay reply of {len(frames)} frames")
                 seq = decode_seq(frames[-2])
                 if seq < 0:
-                    complete = expected is not None and expected >= stop
+                    # the join replay (no upper bound) is complete when the end marker comes
+                    complete = stop == _NO_STOP or (expected is not None and expected >= stop)
                     break
                 if seq >= stop or (source.last_seq is not None and seq <= source.last_seq):
                     continue  # will arrive (or arrived) on the live stream
                 if expected is not None and seq != expected:
                     break  # a hole inside the replayed range: the replay buffer no longer reaches back
                 self._apply(source, seq, frames[-1])
+                if stop == _NO_STOP:  # the join replay: the live stream may deliver these again
+                    source.replayed[seq] = hash(frames[-1])
                 expected = seq + 1
         except (TimeoutError, EventDecodeError, zmq.ZMQError) as exc:
             self._log(source, "replay", "replay from %d failed: %s", start, exc or type(exc).__name__)

@@ -10,7 +10,16 @@ Per endpoint the applier keeps ``engine hash → own key`` (vLLM's published blo
   ``unchained_blocks`` (the replay socket, when there is one, is what fills such holes; see ``events.py``).
   ``cache_salt`` is recovered from the first block's ``extra_keys`` (vLLM orders them lora, multimodal, salt: the
   last string that is not the LoRA name). Multimodal extra keys are not modelled: such prompts will not match.
-- ``BlockRemoved(block_hashes)``: removes this endpoint from the mapped own keys; unknown hashes are counted.
+- Copies: vLLM announces a block hash AGAIN when it recomputes a block it already holds (a repeated greedy request
+  refilling its decode block: two physical copies of one hash) and sends one ``BlockRemoved`` PER COPY on eviction.
+  The map therefore counts copies per engine hash (``_copies`` holds the count only for hashes stored more than
+  once, so the common case costs nothing): a ``BlockStored`` of a mapped hash with the same own key adds a copy.
+- ``BlockRemoved(block_hashes)``: drops one copy per hash; the endpoint leaves the mapped own key in the index only
+  when its LAST copy is removed. Unknown hashes are counted. ``blocks_stored`` / ``blocks_removed`` count copies,
+  so ``blocks_stored - blocks_removed`` is the number of live copies the events announced.
+  Limit: ``vllm_xargs: {"kv_cache_report_mode": "full"}`` re-announces prefix-cache HITS as ``BlockStored`` without
+  a new copy (no ``BlockRemoved`` will match); they are indistinguishable from real copies here and are counted,
+  so such a block would stay indexed after its eviction. The router never sets that mode (default "incremental").
 - ``AllBlocksCleared``: clears the endpoint from the index and the map.
 
 The map is bounded by ``max_blocks`` (oldest mappings dropped first). vLLM only emits ``BlockRemoved`` on
@@ -38,8 +47,8 @@ class IngestStats:
 
     batches: int = 0
     events: int = 0
-    blocks_stored: int = 0
-    blocks_removed: int = 0
+    blocks_stored: int = 0  # block copies announced by BlockStored (a hash stored again counts again)
+    blocks_removed: int = 0  # block copies removed by BlockRemoved (known hashes only)
     all_cleared: int = 0
     unchained_blocks: int = 0  # BlockStored blocks skipped: parent unknown
     unknown_removals: int = 0  # BlockRemoved hashes never seen
@@ -85,10 +94,19 @@ class EndpointApplier:
         self._expected = expected_block_size
         self._on_block_size = on_block_size
         self._own: dict[EngineBlockHash, BlockKey] = {}
+        self._copies: dict[EngineBlockHash, int] = {}  # copies held, only for hashes stored more than once
         self._exact = True  # False once a mapping was dropped or overwritten (the map may miss index keys)
 
     def __len__(self) -> int:
         return len(self._own)
+
+    def key_for(self, engine_hash: EngineBlockHash) -> BlockKey | None:
+        """The own key an engine hash is mapped to (None when unmapped)."""
+        return self._own.get(engine_hash)
+
+    def copies(self, engine_hash: EngineBlockHash) -> int:
+        """Copies of the block the events say the engine holds (0 when unmapped)."""
+        return 0 if engine_hash not in self._own else self._copies.get(engine_hash, 1)
 
     def apply(self, events: list[KVEvent]) -> None:
         for event in events:
@@ -111,11 +129,13 @@ class EndpointApplier:
         else:
             self.index.clear(self.endpoint)
         self._own.clear()
+        self._copies.clear()
         self._exact = True
 
     def forget(self) -> None:
         """The endpoint is gone: drop its entries and free its index slot (always a full ``index.clear``)."""
         self._own.clear()
+        self._copies.clear()
         self._exact = True
         self.index.clear(self.endpoint)
 
@@ -139,28 +159,50 @@ class EndpointApplier:
                 return
             seed = 0
         keys = block_keys(ev.token_ids, ev.block_size, seed, parent)
-        before = len(own)
+        get = own.get
         for engine_hash, key in zip(ev.block_hashes, keys, strict=True):
+            old = get(engine_hash)
             own[engine_hash] = key
-        if len(own) - before != n:
-            self._exact = False  # a hash was stored again (maybe for another key)
+            if old is not None:
+                self._stored_again(engine_hash, key, old)
         overflow = len(own) - self.max_blocks
         if overflow > 0:
             self._exact = False
+            copies = self._copies
             for stale in [h for h, _ in zip(own, range(overflow), strict=False)]:
                 del own[stale]
+                copies.pop(stale, None)
         self.index.add(self.endpoint, keys, ev.medium)
         self.stats.blocks_stored += n
 
+    def _stored_again(self, engine_hash: EngineBlockHash, key: BlockKey, old: BlockKey) -> None:
+        """A hash that was already mapped is stored again: one more copy of the same block. Mapped to ANOTHER key
+        (not seen from vLLM: the engine hash covers the same content) the old key stays indexed but unmapped, so
+        the map no longer lists every key (``_exact``) and the copies start over."""
+        if old == key:
+            self._copies[engine_hash] = self._copies.get(engine_hash, 1) + 1
+        else:
+            self._copies.pop(engine_hash, None)
+            self._exact = False
+
     def _removed(self, ev: BlockRemoved) -> None:
         own = self._own
+        copies = self._copies
         keys = []
         for engine_hash in ev.block_hashes:
+            held = copies.get(engine_hash)
+            if held is not None:  # another copy stays: the engine still holds the block
+                if held > 2:
+                    copies[engine_hash] = held - 1
+                else:
+                    del copies[engine_hash]
+                self.stats.blocks_removed += 1
+                continue
             key = own.pop(engine_hash, None)
             if key is None:
                 self.stats.unknown_removals += 1
             else:
                 keys.append(key)
+                self.stats.blocks_removed += 1
         if keys:
             self.index.remove(self.endpoint, keys)
-        self.stats.blocks_removed += len(keys)

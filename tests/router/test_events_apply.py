@@ -108,3 +108,48 @@ def test_reset_removes_only_this_endpoints_blocks_even_after_the_map_was_trimmed
     b.apply([stored([7], None, TOKENS[:4])])
     b.forget()
     assert len(index) == 0
+
+
+def test_a_hash_stored_twice_is_held_until_its_last_copy_is_removed() -> None:
+    # Real vLLM (docs/real-vllm-findings.md 1.3): a repeated greedy request refills its decode block and stores the
+    # SAME hash again (a second physical copy); eviction sends one BlockRemoved per copy, in one batch or apart.
+    applier, index, stats = make()
+    applier.apply([stored([11, 12], None, TOKENS[:8])])
+    applier.apply([stored([13], 12, TOKENS[8:12])])  # decode block, first copy
+    applier.apply([stored([13], 12, TOKENS[8:12])])  # the same block recomputed: second copy
+    applier.apply([stored([13], 12, TOKENS[8:12])])  # and a third
+    assert index.match(request_keys(TOKENS), ["e1"]) == {"e1": 3}
+    assert (applier.copies(11), applier.copies(13), applier.copies(99)) == (1, 3, 0)
+    assert applier.key_for(13) == request_keys(TOKENS)[2]
+    applier.apply([BlockRemoved([13]), BlockRemoved([13])])  # two of three copies evicted
+    assert applier.copies(13) == 1
+    assert index.match(request_keys(TOKENS), ["e1"]) == {"e1": 3}  # the engine still holds block 3
+    applier.apply([BlockRemoved([13])])  # the last copy
+    assert index.match(request_keys(TOKENS), ["e1"]) == {"e1": 2}
+    applier.apply([BlockRemoved([13])])  # one removal more than stores: unknown, counted, nothing else changes
+    assert index.match(request_keys(TOKENS), ["e1"]) == {"e1": 2}
+    assert (stats.blocks_stored, stats.blocks_removed, stats.unknown_removals) == (5, 3, 1)
+    # the copies are per endpoint and per hash: storing again after the last removal starts at one copy
+    applier.apply([stored([13], 12, TOKENS[8:12])])
+    applier.apply([BlockRemoved([13])])
+    assert index.match(request_keys(TOKENS), ["e1"]) == {"e1": 2}
+    assert len(applier) == 2
+
+
+def test_copies_in_one_event_and_a_reset_forget_them() -> None:
+    applier, index, _ = make()
+    applier.apply([stored([11, 12], None, TOKENS[:8]), stored([11], None, TOKENS[:4])])  # block 1 twice
+    applier.apply([BlockRemoved([11])])
+    assert index.match(request_keys(TOKENS), ["e1"]) == {"e1": 2}
+    applier.reset()  # the engine restarted: no copy survives, and none is remembered
+    assert len(index) == 0
+    applier.apply([stored([11], None, TOKENS[:4])])
+    applier.apply([BlockRemoved([11])])
+    assert len(index) == 0
+    # a duplicate store keeps the map exact: the reset removes exactly the mapped keys (no full index scan)
+    other = EndpointApplier("e2", "m", index, IngestStats())
+    other.apply([stored([11, 12], None, TOKENS[:8])])
+    applier.apply([stored([11], None, TOKENS[:4]), stored([11], None, TOKENS[:4])])
+    assert applier._exact  # private: the only observable difference is the cost of the reset
+    applier.reset()
+    assert index.match(request_keys(TOKENS), ["e1", "e2"]) == {"e1": 0, "e2": 2}

@@ -39,8 +39,8 @@ def stored_positional(hashes: list[Any], parent: Any, tokens: list[int]) -> list
 class Publisher:
     """An engine's KV-event PUB socket (+ its replay buffer), bound to an ephemeral loopback port."""
 
-    def __init__(self, ctx: Ctx, topic: bytes = b"kv@10.0.0.1:8000@m") -> None:
-        self.sock = ctx.socket(zmq.PUB)
+    def __init__(self, ctx: Ctx, topic: bytes = b"kv@10.0.0.1:8000@m", kind: int = zmq.PUB) -> None:
+        self.sock = ctx.socket(kind)  # zmq.XPUB also hands the subscriptions it receives to the test
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind("tcp://127.0.0.1:*")
         self.url: str = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -213,7 +213,9 @@ async def test_sequence_going_backwards_means_engine_restart(ctx: Ctx) -> None:
     async with KVEventIngester(index) as ingester:
         ingester.add_endpoint(endpoint("a"), pub.url)
         await joined(pub, ingester, "a")
-        await pub.send([stored_map([1, 2, 3], None, TOKENS[:12])])
+        stored = await pub.send([stored_map([1, 2, 3], None, TOKENS[:12])])
+        # wait for this batch first: when the join caught seq 0 already, last_seq == 0 would hold too early
+        await until(lambda: ingester.last_seq("a") == stored, "the batch before the restart")
         await pub.send([stored_map([1], None, TOKENS[:4])], seq=0)  # restarted engine counts from 0 again
         await until(lambda: ingester.last_seq("a") == 0, "the restart")
         assert (ingester.stats.restarts, ingester.stats.resets) == (1, 1)
@@ -264,3 +266,82 @@ def test_add_endpoint_needs_a_url_and_a_model() -> None:
         ingester.add_endpoint(endpoint("a"))
     with pytest.raises(ConfigError, match="model="):
         ingester.add_endpoint(Endpoint(id="x", url="http://x", models=frozenset({"m", "n"})), "tcp://127.0.0.1:1")
+
+
+async def test_join_replays_history_without_waiting_for_a_live_message(ctx: Ctx) -> None:
+    # The slow joiner: batches published before the SUB's subscription took effect never arrive live, and when
+    # nothing follows them no gap ever shows. The join replays them as soon as the handshake is done.
+    pub = Publisher(ctx)
+    await pub.send([stored_map([1, 2], None, TOKENS[:8])], deliver=False)
+    await pub.send([stored_map([3], 2, TOKENS[8:12])], deliver=False)
+    index = LRUKVIndex(1000)
+    async with replaying(ctx, pub, "0.33") as replay_url, KVEventIngester(index) as ingester:
+        ingester.add_endpoint(endpoint("a"), pub.url, replay_url)
+        assert await ingester.wait_joined(10)
+        assert ingester.last_seq("a") == 1
+        assert index.match(keys(), ["a"]) == {"a": 3}
+        assert (ingester.stats.replays, ingester.stats.replay_failures, ingester.stats.resets) == (1, 0, 0)
+
+
+async def test_start_waits_for_the_join(ctx: Ctx) -> None:
+    pub = Publisher(ctx)
+    await pub.send([stored_map([1, 2], None, TOKENS[:8])], deliver=False)
+    index = LRUKVIndex(1000)
+    async with replaying(ctx, pub, "0.24") as replay_url:
+        ingester = KVEventIngester(index, join_timeout=30)  # a bound, not a measurement: the join takes ms
+        ingester.add_endpoint(endpoint("a"), pub.url, replay_url)
+        async with ingester:  # start() returns once joined
+            assert index.match(keys(), ["a"]) == {"a": 2}
+
+
+async def test_live_copies_of_join_replayed_batches_are_skipped_and_a_restart_still_shows(ctx: Ctx) -> None:
+    # A batch published after the subscription took effect but before the replay was answered arrives twice:
+    # in the replay and then live. The live copy is not a restart (seq <= last) and is not applied twice.
+    pub = Publisher(ctx, kind=zmq.XPUB)
+    await pub.send([stored_map([1, 2], None, TOKENS[:8])], deliver=False)
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind("tcp://127.0.0.1:*")
+
+    async def serve() -> None:
+        ident, _, start = await router.recv_multipart()
+        await pub.sock.recv()  # the SUB's subscription has reached the publisher: what it sends now is delivered
+        await pub.send([stored_map([3], 2, TOKENS[8:12])])  # live AND (below) replayed
+        for seq, payload in pub.buffer:
+            if seq >= int.from_bytes(start, "big"):
+                await router.send_multipart([ident, b"", pub.topic, seq.to_bytes(8, "big"), payload])
+        await router.send_multipart([ident, b"", b"", END, b""])
+
+    server = asyncio.create_task(serve())
+    index = LRUKVIndex(1000)
+    try:
+        async with KVEventIngester(index) as ingester:
+            ingester.add_endpoint(endpoint("a"), pub.url, router.getsockopt_string(zmq.LAST_ENDPOINT))
+            assert await ingester.wait_joined(10)
+            await server
+            last = await pub.send([stored_map([4], 3, TOKENS[12:16])])
+            await until(lambda: ingester.last_seq("a") == last, "the batch after the duplicate")
+            assert (ingester.stats.batches, ingester.stats.blocks_stored) == (3, 4)
+            assert (ingester.stats.restarts, ingester.stats.resets, ingester.stats.gaps) == (0, 0, 0)
+            assert index.match(keys(), ["a"]) == {"a": 4}
+            await pub.send([stored_map([1], None, TOKENS[:4])], seq=0)  # the engine restarted: counts from 0
+            await until(lambda: ingester.last_seq("a") == 0, "the restart")
+            assert (ingester.stats.restarts, ingester.stats.resets) == (1, 1)
+            assert index.match(keys(), ["a"]) == {"a": 1}
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+
+
+async def test_unreachable_publisher_does_not_block_start_or_close(ctx: Ctx) -> None:
+    gone = ctx.socket(zmq.PUB)  # a port that was free a moment ago: nobody listens there
+    gone.bind("tcp://127.0.0.1:*")
+    url = gone.getsockopt_string(zmq.LAST_ENDPOINT)
+    gone.close(linger=0)
+    ingester = KVEventIngester(LRUKVIndex(10), join_timeout=0.05)
+    ingester.add_endpoint(endpoint("a"), url, url)
+    async with ingester:  # start() gives up waiting after join_timeout; close() must not hang on the monitor
+        assert not await ingester.wait_joined(0.05)
+        assert ingester.last_seq("a") is None
+    assert ingester.stats.replay_failures == 0  # no replay is tried before the handshake

@@ -15,6 +15,8 @@ import pytest_asyncio
 
 from kserve_llmd.realvllm import BLOCK_SIZE, MODEL_NAME, RealVllm, available
 from kserve_llmd.realvllm.probe import eventually, metric_families, post_json, replay_batches
+from kserve_llmd.router.kv_apply import EndpointApplier, IngestStats
+from kserve_llmd.router.kvindex import LRUKVIndex
 from kserve_llmd.wire.kv_events import BlockRemoved, BlockStored, KVEvent, decode_batch
 
 _REASON = available()
@@ -96,3 +98,38 @@ async def test_eviction_removes_each_stored_copy(engine: RealVllm) -> None:
     # The cache never holds more than NUM_BLOCKS blocks.
     live = sum(stored.values()) - sum(removed.values())
     assert 0 <= live <= NUM_BLOCKS
+    check_router_applier(events)
+
+
+def check_router_applier(events: list[KVEvent]) -> None:
+    """The router's applier fed the engine's real events in order: after every event, it counts exactly the copies
+    the engine announced per hash, and its index holds a block exactly while at least one copy lives (removing one
+    of two copies keeps the block; removing the last drops it)."""
+    index, stats = LRUKVIndex(), IngestStats()
+    applier = EndpointApplier("engine", MODEL_NAME, index, stats)
+    live: Counter[int] = Counter()
+    key_of: dict[int, int] = {}
+    kept_after_a_removal = dropped_after_the_last = 0
+    for ev in events:
+        applier.apply([ev])
+        if isinstance(ev, BlockStored):
+            live.update(ev.block_hashes)
+            for h in ev.block_hashes:
+                key = applier.key_for(h)
+                assert key is not None
+                key_of[h] = key
+        elif isinstance(ev, BlockRemoved):
+            (h,) = ev.block_hashes
+            live[h] -= 1
+            held = index.match([key_of[h]], ["engine"]) == {"engine": 1}
+            assert held == (live[h] > 0), (h, live[h])
+            kept_after_a_removal += held
+            dropped_after_the_last += not held
+        for h in ev.block_hashes:
+            assert applier.copies(h) == live[h]
+    assert stats.unchained_blocks == 0
+    assert stats.unknown_removals == 0
+    assert kept_after_a_removal >= 1  # the duplicated hash: its first removal left the second copy indexed
+    assert dropped_after_the_last >= 1
+    assert stats.blocks_stored == sum(len(ev.block_hashes) for ev in events if isinstance(ev, BlockStored))
+    assert stats.blocks_removed == sum(1 for ev in events if isinstance(ev, BlockRemoved))

@@ -17,10 +17,15 @@ import pytest
 import pytest_asyncio
 
 from kserve_llmd.realvllm import BLOCK_SIZE, MODEL_NAME, RealVllm, available
-from kserve_llmd.realvllm.probe import eventually, metric_families, post_json, sample_value
+from kserve_llmd.realvllm.probe import EVENTUALLY, eventually, metric_families, post_json, replay_batches, sample_value
 from kserve_llmd.router.app import Router
 from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, load_preset
 from kserve_llmd.router.discovery import StaticDiscovery
+from kserve_llmd.router.events import KVEventIngester
+from kserve_llmd.router.hashing import block_keys, seed_for
+from kserve_llmd.router.interfaces import Endpoint
+from kserve_llmd.router.kvindex import LRUKVIndex
+from kserve_llmd.wire.kv_events import decode_seq
 
 _REASON = available()
 pytestmark = [
@@ -60,25 +65,47 @@ async def routed(router: Router, path: str, body: dict[str, Any]) -> tuple[str, 
         return r.headers["X-Routed-To"], await r.json()
 
 
+async def published_head(engine: RealVllm) -> int | None:
+    """Sequence number of the newest batch the engine has published (from its replay buffer); None before any."""
+    return max((decode_seq(frames[1]) for frames in await replay_batches(engine.replay, 0)), default=None)
+
+
+async def mirrors(router: Router, engines: tuple[RealVllm, ...], tokens: list[int], holder: RealVllm,
+                  heads_at_join: dict[str, int | None] | None = None) -> bool:
+    """The router's index mirrors the engines' own events: it took every batch each engine published (since it
+    joined, when ``heads_at_join`` is given: a router without a replay endpoint cannot know older ones), learnt the
+    block size from them, and holds every full block of ``tokens`` on ``holder`` and none on the other engines."""
+    ingester = router.ingester
+    assert ingester is not None
+    ids = {e.url: ep.id for ep in router.endpoints for e in engines if e.url == ep.url}
+    for e in engines:
+        head = await published_head(e)
+        if (heads_at_join is None or head != heads_at_join[e.url]) and ingester.last_seq(ids[e.url]) != head:
+            return False
+    keys = block_keys(tokens, BLOCK_SIZE, seed_for(MODEL_NAME))
+    want = {ids[e.url]: len(keys) if e is holder else 0 for e in engines}
+    return ingester.block_sizes.get(MODEL_NAME) == BLOCK_SIZE and ingester.index.match(keys, list(want)) == want
+
+
 async def check_affinity(engines: tuple[RealVllm, RealVllm], router: Router, path: str, body: dict[str, Any],
-                         n_prompt: int) -> None:
+                         tokens: list[int]) -> None:
     by_id = {ep.id: next(e for e in engines if e.url == ep.url) for ep in router.endpoints}
+    ingester = router.ingester
+    assert ingester is not None
+    # Router.start() returns once every SUB has joined (handshake done): the first request's BlockStored cannot be
+    # lost to PUB/SUB's slow joiner (before the join wait, 3 in 55 joins lost it: router/events.py).
+    assert await ingester.wait_joined(0)
+    heads = {e.url: await published_head(e) for e in engines}
     first_id, _ = await routed(router, path, body)
     first = by_id[first_id]
     other = next(e for e in engines if e is not first)
-    ingester = router.ingester
-    assert ingester is not None
-    full = (n_prompt - 1) // BLOCK_SIZE  # blocks the engine can reuse
-
-    async def indexed() -> bool:
-        return ingester.block_sizes.get(MODEL_NAME) == BLOCK_SIZE and ingester.stats.blocks_stored >= full
-
-    assert await eventually(indexed)
+    assert await eventually(lambda: mirrors(router, engines, tokens, first, heads))
+    full = (len(tokens) - 1) // BLOCK_SIZE  # blocks the engine can reuse (the last token is always computed)
     before = {e.url: await hits(e) for e in engines}
     for _ in range(3):
         to, out = await routed(router, path, body)
         assert to == first_id
-        assert out["usage"]["prompt_tokens"] == n_prompt
+        assert out["usage"]["prompt_tokens"] == len(tokens)
     assert await hits(first) - before[first.url] == 3 * full * BLOCK_SIZE
     assert await hits(other) == before[other.url]
 
@@ -90,7 +117,7 @@ async def test_repeat_prompt_goes_to_the_engine_holding_its_prefix(engines: tupl
     assert status == 200
     async with router_for(engines, tokenizer) as router:
         body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": 2, "temperature": 0}
-        await check_affinity(engines, router, "/v1/completions", body, tok["count"])
+        await check_affinity(engines, router, "/v1/completions", body, tok["tokens"])
 
 
 async def test_router_discovers_kv_events_from_the_engine(engines: tuple[RealVllm, RealVllm]) -> None:
@@ -107,7 +134,51 @@ async def test_chat_affinity(engines: tuple[RealVllm, RealVllm], tokenizer: str)
     assert status == 200
     async with router_for(engines, spec) as router:
         body = {"model": MODEL_NAME, "messages": messages, "max_tokens": 2, "temperature": 0}
-        await check_affinity(engines, router, "/v1/chat/completions", body, tok["count"])
+        await check_affinity(engines, router, "/v1/chat/completions", body, tok["tokens"])
+
+
+async def test_late_router_replays_blocks_stored_before_it_started(engines: tuple[RealVllm, RealVllm]) -> None:
+    # The prompt reaches engine 1 directly, BEFORE the router exists; nothing is published after the router starts.
+    # A router that learns the replay endpoint (GET /kv_event_sources) replays the engine's buffer when it joins.
+    prompt = "Blocks cached before the router started are replayed from the engine's buffer when it joins. " * 4
+    status, tok = await post_json(engines[1].url + "/tokenize", {"model": MODEL_NAME, "prompt": prompt})
+    assert status == 200
+    body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": 2, "temperature": 0}
+    status, _ = await post_json(engines[1].url + "/v1/completions", body)
+    assert status == 200
+    async with router_for(engines, str(engines[0].model_path), discover=True) as router:
+        ingester = router.ingester
+        assert ingester is not None
+        assert await ingester.wait_joined(EVENTUALLY)
+        assert (ingester.stats.replays, ingester.stats.replay_failures) == (2, 0)
+        assert await mirrors(router, engines, tok["tokens"], engines[1])  # no live event needed
+        full = (len(tok["tokens"]) - 1) // BLOCK_SIZE
+        before = await hits(engines[1])
+        to, _ = await routed(router, "/v1/completions", body)
+        assert to == next(ep.id for ep in router.endpoints if ep.url == engines[1].url)
+        assert await hits(engines[1]) - before == full * BLOCK_SIZE
+
+
+async def test_ingester_without_replay_sees_the_first_batch_after_joining(engines: tuple[RealVllm, RealVllm]) -> None:
+    # PUB/SUB's slow joiner against the real publisher, no replay endpoint: a request sent as soon as the ingester
+    # has joined. Before the join waited for the SUB's handshake, 3 in 55 such joins missed the batch.
+    engine = engines[0]
+    ep = Endpoint(id="joiner", url=engine.url, kv_events=engine.kv_events, models=frozenset({MODEL_NAME}))
+    for i in range(10):
+        async with KVEventIngester(LRUKVIndex(1000)) as ingester:
+            ingester.add_endpoint(ep)
+            assert await ingester.wait_joined(EVENTUALLY)
+            prompt = f"join {i}: the first batch after the handshake must reach the subscriber. " * 3
+            status, _ = await post_json(engine.url + "/v1/completions",
+                                        {"model": MODEL_NAME, "prompt": prompt, "max_tokens": 1})
+            assert status == 200
+            head = await published_head(engine)
+
+            async def caught_up(ingester: KVEventIngester = ingester, head: int | None = head) -> bool:
+                return ingester.last_seq(ep.id) == head
+
+            assert await eventually(caught_up), i
+            assert ingester.stats.blocks_stored >= 1
 
 
 _CREATED = re.compile(rb'"created":\d+')
