@@ -45,7 +45,9 @@ def test_slow_prefill_candidate_is_rolled_back(tmp_path: Path) -> None:
     assert result.decision == "rollback"
     assert result.serving["name"] == "stable"
     failed = [c for c in result.evidence["checks"] if not c["passed"]]
-    assert {c["metric"] for c in failed} == {"ttft_p95_ms"}
+    # The slower prefill must fail the TTFT gate; on a busy machine its longer prefill steps can also push ITL over
+    # (decode steps wait behind them), so other failed checks are allowed, a missing TTFT failure is not.
+    assert "ttft_p95_ms" in {c["metric"] for c in failed}
     _assert_all_stopped(tmp_path)
 
 
