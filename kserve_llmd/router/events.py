@@ -12,7 +12,7 @@ Data flow::
 - Sequence numbers (8-byte big-endian, per publisher): ``seq == last+1`` is applied; ``seq > last+1`` is a gap:
   replay ``[last+1, seq)`` over a DEALER to the endpoint's replay ROUTER, or, without a replay endpoint or when
   replay fails or comes back incomplete, RESET the endpoint (drop its entries, log, count); ``seq <= last`` means
-  the engine restarted: reset.
+  the engine restarted: reset (the SUB's reconnect is the other, earlier sign of a restart: see "Reconnects").
 - Joining (PUB/SUB's "slow joiner"): a SUB receives only what is published after its connection handshake AND
   its subscription reached the publisher; a batch published before that is silently lost, and if nothing follows
   it no gap ever shows (measured on a real vLLM 0.32 with a request sent right after ``connect``: 3 joins in 55
@@ -26,6 +26,20 @@ Data flow::
   the subscription frame follows it on the same connection, so in practice (0 of 40 joins on the real engine) a
   request sent after the join is seen, but PUB/SUB gives no hard guarantee. If the join could not replay (failed,
   timed out), the first live message with ``seq > 0`` retries the best-effort replay from 0 as before.
+- Reconnects (a new incarnation of the publisher): the SUB reconnects by itself when its engine dies and comes back
+  on the same address, and what the new engine publishes before the reconnect completes is lost, so the sequence
+  alone cannot tell a restart (the first batch seen may well be numbered above the last one of the dead engine).
+  The socket monitor therefore stays on for the SUB's whole life (``EVENT_DISCONNECTED``,
+  ``EVENT_HANDSHAKE_SUCCEEDED``: a few events per connection, none per message) in a small watcher task, and a
+  handshake that follows a disconnect is treated as a NEW INCARNATION: the endpoint is reset (entries dropped through
+  the applier, last sequence forgotten, ``restarts`` and ``resets`` counted) and, with a replay endpoint, replayed
+  from 0 as on join; without one, the next live batch is taken whatever its sequence. The reset runs in the
+  endpoint's own task (the watcher only flags it and wakes the task if it is waiting for a message), so it never
+  interleaves with a batch or a replay; the per-message loop is unchanged (the flag is read once per wake-up, before
+  waiting). A transient TCP reconnect to the SAME engine looks the same and costs one reset + replay (logged).
+  Limits: ordering between the monitor and the data stream is not synchronised, so a live batch of the new
+  incarnation that was already queued when the handshake is handled is dropped by the reset (with a replay
+  endpoint, the replay brings it back); a dead incarnation's entries never survive the reconnect.
 - Replay replies (after the DEALER's empty delimiter): vLLM 0.33 ``[topic, seq, payload]`` ending with
   ``[b"", END, b""]``; vLLM <= 0.24 ``[seq, payload]`` ending with ``[END, b""]``. Both accepted.
 - Malformed frames and undecodable payloads are dropped and counted; logs are rate-limited (one line per endpoint
@@ -68,10 +82,16 @@ class _Source:
     replay_url: str | None
     last_seq: int | None = None
     sock: zmq.asyncio.Socket | None = None
-    monitor: zmq.asyncio.Socket | None = None  # the SUB's handshake monitor, until the join saw the handshake
+    monitor: zmq.asyncio.Socket | None = None  # the SUB's connection monitor (handshakes, disconnects), for its life
     task: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None  # reads ``monitor``
+    #: Set by the watcher at the SUB's first handshake; a new one per launch.
+    handshake: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once the task has joined (SUB handshake done, join replay applied); a new one per launch.
     joined: asyncio.Event = field(default_factory=asyncio.Event)
+    disconnected: bool = False  # the watcher saw a disconnect since the last handshake
+    reincarnated: bool = False  # a handshake followed a disconnect: the task resets the endpoint at its next wake-up
+    parked: asyncio.Future[list[bytes]] | None = None  # the task's pending receive (the watcher cancels it to wake it)
     #: seq -> hash(payload) of the batches the join replay applied, until the live stream has passed them.
     replayed: dict[int, int] = field(default_factory=dict)
     log_at: dict[str, float] = field(default_factory=dict)
@@ -179,8 +199,9 @@ class KVEventIngester:
         old = self._sources.get(endpoint.id)
         if old is not None:
             self._close_socket(old)
-            if old.task is not None:
-                old.task.cancel()
+            for task in (old.task, old.watcher):
+                if task is not None:
+                    task.cancel()
         if old is not None and old.applier.model == model:
             applier = old.applier  # same engine, new address: keep its entries and hash map
         else:
@@ -216,21 +237,26 @@ class KVEventIngester:
         sock.setsockopt(zmq.RCVHWM, self._rcv_hwm)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
         # the monitor must exist before connect() so that the first handshake is reported
-        source.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        source.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         sock.connect(source.zmq_url)
         source.sock = sock
+        source.handshake = asyncio.Event()
         source.joined = asyncio.Event()
+        source.disconnected = source.reincarnated = False
+        source.parked = None
         source.replayed = {}
-        source.task = asyncio.get_running_loop().create_task(
-            self._run(source), name=f"kv-events:{source.applier.endpoint}"
-        )
+        loop = asyncio.get_running_loop()
+        name = f"kv-events:{source.applier.endpoint}"
+        source.watcher = loop.create_task(self._watch(source, source.monitor), name=name + ":monitor")
+        source.task = loop.create_task(self._run(source), name=name)
 
     async def _stop(self, source: _Source) -> None:
-        if source.task is not None:
-            source.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await source.task
-            source.task = None
+        for task in (source.task, source.watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        source.task = source.watcher = None
         self._close_socket(source)
 
     @staticmethod
@@ -249,17 +275,51 @@ class KVEventIngester:
             source.sock.close(linger=0)
             source.sock = None
 
+    async def _watch(self, source: _Source, monitor: zmq.asyncio.Socket) -> None:
+        """The SUB's connection monitor, for the socket's life: the first handshake lets the task join; a handshake
+        after a disconnect is a new incarnation of the publisher, which the task handles (see the module doc)."""
+        while True:
+            try:
+                event = parse_monitor_message(await monitor.recv_multipart())
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError:  # the monitor was closed under us (endpoint replaced): nothing left to watch
+                return
+            except Exception:  # a malformed monitor message: never expected, skip it
+                log.exception("KV events from %s: bad socket monitor message", source.applier.endpoint)
+                continue
+            kind = event["event"]
+            if kind == zmq.EVENT_DISCONNECTED:
+                source.disconnected = True
+                log.debug("KV events from %s: publisher disconnected", source.applier.endpoint)
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if not source.handshake.is_set():
+                    source.disconnected = False
+                    source.handshake.set()
+                elif source.disconnected:
+                    source.disconnected = False
+                    source.reincarnated = True
+                    parked = source.parked
+                    if parked is not None and not parked.done():
+                        parked.cancel()  # wake the task waiting for a message: it resets before the next one
+
+    async def _reincarnate(self, source: _Source) -> None:
+        """The publisher reconnected: a new engine process (or a TCP reconnect to the same one). Drop what the
+        endpoint held, forget its sequence, then replay from 0 as on join when a replay endpoint is known."""
+        source.reincarnated = False
+        self.stats.restarts += 1
+        replay = source.replay_url is not None and self._replay_on_join
+        self._log(source, "reconnect", "publisher reconnected (engine restart or TCP reconnect): reset%s",
+                  ", replay from 0" if replay else "")
+        self._reset(source)
+        source.last_seq = None
+        source.replayed = {}
+        if replay:
+            await self._replay(source, 0, _NO_STOP, strict=False)
+
     async def _join(self, source: _Source) -> None:
         """Wait for the SUB's first handshake with the publisher, then replay what was published before it."""
-        monitor = source.monitor
-        assert monitor is not None
-        try:
-            while True:  # only HANDSHAKE_SUCCEEDED is monitored; anything else would be skipped
-                event = parse_monitor_message(await monitor.recv_multipart())
-                if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                    break
-        finally:
-            self._close_monitor(source)
+        await source.handshake.wait()
         # The subscription travels right behind the handshake, ahead of our replay request (a new connection):
         # what the engine publishes after answering the replay reaches the SUB, what it published before is in
         # the answer (vLLM's publisher thread serves replays and publishes in turn).
@@ -279,8 +339,22 @@ class KVEventIngester:
         # A synchronous shadow of the same socket drains what is already queued without one event-loop round
         # trip per message (about 2x the throughput); at most DRAIN messages, then the loop gets a turn.
         drain: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)
+        task = asyncio.current_task()
+        assert task is not None
         while True:
-            await self._handle(source, await sock.recv_multipart())
+            if source.reincarnated:  # once per wake-up, not per message
+                await self._reincarnate(source)
+                continue
+            # zmq.asyncio returns an asyncio.Future (typed as Awaitable): the watcher may cancel it to wake us
+            received: asyncio.Future[list[bytes]] = sock.recv_multipart()  # type: ignore[assignment]
+            source.parked = received
+            try:
+                frames = await received
+            except asyncio.CancelledError:
+                if task.cancelling() or not received.cancelled() or not source.reincarnated:
+                    raise
+                continue  # the watcher woke us: a new incarnation of the publisher
+            await self._handle(source, frames)
             for _ in range(_DRAIN):
                 try:
                     frames = drain.recv_multipart(zmq.NOBLOCK)

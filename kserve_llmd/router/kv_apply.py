@@ -58,8 +58,8 @@ class IngestStats:
     gaps: int = 0  # sequence gaps detected
     replays: int = 0  # replay requests that filled their gap
     replay_failures: int = 0  # replay requests that failed or came back incomplete
-    resets: int = 0  # endpoint entries dropped (gap without replay, failed replay, sequence going backwards)
-    restarts: int = 0  # sequence went backwards (engine restarted)
+    resets: int = 0  # endpoint entries dropped (gap without replay, failed replay, restart, publisher reconnect)
+    restarts: int = 0  # new publisher incarnation: sequence went backwards, or the SUB reconnected (see events.py)
 
 
 def _salt_from_extra(extra: object, lora: str | None) -> str | None:

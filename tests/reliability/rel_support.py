@@ -1,5 +1,6 @@
 """Helpers for the reliability tests: a router over given URLs, simulator processes that can be killed, a stub
-engine that can hang, and a wait-until helper (no timed assertions: the test timeout bounds every wait)."""
+engine that can hang, and a wait-until helper (no timed assertions: each wait has a bound and says what it waited
+for)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,19 @@ async def router_over(specs: Sequence[str], preset: str = "round-robin", **overr
         yield router
 
 
-async def until(predicate: Callable[[], bool | Awaitable[bool]], step: float = 0.02) -> None:
-    while True:
-        result = predicate()
-        if result if isinstance(result, bool) else await result:
-            return
-        await asyncio.sleep(step)
+async def until(predicate: Callable[[], bool | Awaitable[bool]], what: str = "the condition", *,
+                within: float = 60.0, step: float = 0.02) -> None:
+    """Poll ``predicate`` until true; fail with a message naming ``what`` after ``within`` seconds (a bound well
+    under the test timeout, never a measurement)."""
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                result = predicate()
+                if result if isinstance(result, bool) else await result:
+                    return
+                await asyncio.sleep(step)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {within:g} s waiting for {what}") from None
 
 
 def outcome_count(router: Router, outcome: str) -> float:

@@ -345,3 +345,65 @@ async def test_unreachable_publisher_does_not_block_start_or_close(ctx: Ctx) -> 
         assert not await ingester.wait_joined(0.05)
         assert ingester.last_seq("a") is None
     assert ingester.stats.replay_failures == 0  # no replay is tried before the handshake
+
+
+async def rebind(ctx: Ctx, pub: Publisher) -> None:
+    """The engine dies and a new one binds the SAME address (its PUB, not the router's SUB, goes away)."""
+    pub.sock.close(linger=0)
+    for _ in range(2000):  # the old listener is closed by ZMQ's I/O thread: retry while the port is still taken
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(pub.url)
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            await asyncio.sleep(0.005)
+            continue
+        pub.sock = sock
+        return
+    raise AssertionError(f"could not bind {pub.url} again")
+
+
+@pytest.mark.parametrize("skip", [0, 2])
+async def test_publisher_rebound_on_the_same_port_is_a_new_incarnation(ctx: Ctx, skip: int) -> None:
+    # The new engine's sequence continues upward (e.g. 0..2, then 3.. with skip=0: no gap at all, or 5.. with
+    # skip=2: what looks like a gap): the sequence alone cannot show the restart; the SUB's reconnect (socket
+    # monitor: a disconnect, then a new handshake) does.
+    pub = Publisher(ctx)
+    index = LRUKVIndex(1000)
+    async with KVEventIngester(index) as ingester:
+        ingester.add_endpoint(endpoint("a"), pub.url)
+        await joined(pub, ingester, "a")  # empty batches from 0
+        first = await pub.send([stored_map([1, 2], None, TOKENS[:8])])
+        await pub.send([stored_map([3], 2, TOKENS[8:12])])
+        await until(lambda: ingester.last_seq("a") == first + 1, "the dead incarnation's batches")
+        assert index.match(keys(), ["a"]) == {"a": 3}
+        await rebind(ctx, pub)
+        await until(lambda: ingester.stats.restarts == 1, "the reset on reconnect (no batch published yet)")
+        assert ingester.stats.resets == 1
+        assert ingester.last_seq("a") is None
+        assert len(index) == 0  # the dead incarnation's entries are gone at once
+        pub.seq = first + 2 + skip
+        await joined(pub, ingester, "a")  # slow joiner again: whatever the new engine's first seen seq is
+        last = await pub.send([stored_map([7], None, TOKENS[:4])])
+        await until(lambda: ingester.last_seq("a") == last, "the new incarnation's batch")
+        assert (ingester.stats.restarts, ingester.stats.resets, ingester.stats.gaps) == (1, 1, 0)
+        assert index.match(keys(), ["a"]) == {"a": 1}
+
+
+async def test_reconnect_to_the_same_engine_costs_a_reset_and_a_replay(ctx: Ctx) -> None:
+    # A transient TCP reconnect to a still-running engine looks like a new incarnation: reset, then the join
+    # replay from 0 restores everything the engine still buffers.
+    pub = Publisher(ctx)
+    async with replaying(ctx, pub, "0.33") as replay_url, KVEventIngester(LRUKVIndex(1000)) as ingester:
+        ingester.add_endpoint(endpoint("a"), pub.url, replay_url)
+        assert await ingester.wait_joined(10)
+        await joined(pub, ingester, "a")
+        last = await pub.send([stored_map([1, 2], None, TOKENS[:8])])
+        await until(lambda: ingester.last_seq("a") == last, "the batch")
+        replays = ingester.stats.replays
+        await rebind(ctx, pub)  # same buffer, same replay socket: the same engine, reached over a new connection
+        await until(lambda: ingester.stats.replays == replays + 1, "the replay after the reconnect")
+        assert (ingester.stats.restarts, ingester.stats.resets, ingester.stats.gaps) == (1, 1, 0)
+        assert ingester.last_seq("a") == last
+        assert ingester.index.match(keys(), ["a"]) == {"a": 2}
