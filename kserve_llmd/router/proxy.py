@@ -41,7 +41,7 @@ from kserve_llmd.errors import (
 )
 from kserve_llmd.http import JSON_CONTENT_TYPE, SSE_HEADERS, error_response, json_response, parse_json_object, read_body
 from kserve_llmd.router.config import RouterConfig
-from kserve_llmd.router.endpoints import EndpointRegistry, endpoint_id
+from kserve_llmd.router.endpoints import EndpointRegistry
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.metrics import RouterMetrics
 from kserve_llmd.router.pd import PDOrchestrator
@@ -191,7 +191,7 @@ class Proxy:
         if self._traffic is not None:
             version = self._traffic.choose(model, request.headers.get(VERSION_HEADER))
             if version is not None:  # a canary split: schedule among the chosen version's endpoints only
-                allowed = {endpoint_id(url) for url in version.endpoints}
+                allowed = version.endpoint_ids
                 candidates = [ep for ep in candidates if ep.id in allowed]
                 if not candidates:
                     raise NoEndpointError(f"no healthy endpoint of version {version.name!r} serves model {model!r}")

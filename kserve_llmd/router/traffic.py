@@ -25,6 +25,7 @@ import itertools
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 
 from aiohttp import web
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kserve_llmd.errors import InvalidRequestError, KserveLlmdError, ModelNotFoundError
 from kserve_llmd.http import error_response, json_response, read_json_object
+from kserve_llmd.router.endpoints import endpoint_id
 
 #: Request header that pins a request to one version of a split model.
 VERSION_HEADER = "x-llmd-version"
@@ -53,6 +55,11 @@ class VersionWeight(BaseModel):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"endpoint {url!r} is not an http(s) URL")
         return tuple(url.rstrip("/") for url in endpoints)
+
+    @cached_property
+    def endpoint_ids(self) -> frozenset[str]:
+        """``host:port`` of every endpoint, computed once per version (not per routed request)."""
+        return frozenset(endpoint_id(url) for url in self.endpoints)
 
 
 class TrafficUpdate(BaseModel):
