@@ -35,6 +35,7 @@ from kserve_llmd.router.registry import MatcherSpec, build_scheduler, parse_sche
 from kserve_llmd.router.scraper import Scraper, fetch_kv_event_sources
 from kserve_llmd.router.tokenization import RequestTokenizer, build_tokenization
 from kserve_llmd.router.traffic import TrafficAdmin, TrafficSplit
+from kserve_llmd.router.upstream import UpstreamPool
 from kserve_llmd.types import Clock
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class Router:
         #: Prefill/decode: the decider and the two-step flow (also the x-prefiller-host-port sidecar mode).
         self.pd = build_pd(spec, deps, config.pd, self.endpoints, self.session, self.metrics.registry,
                            connect_timeout=config.timeouts.connect)
-        self.proxy = Proxy(config, self.endpoints, self.scheduler, self.metrics, self.session, self.tokenization,
+        self._pool: UpstreamPool | None = None
+        self.proxy = Proxy(config, self.endpoints, self.scheduler, self.metrics, self.pool, self.tokenization,
                            traffic=self.traffic, pd=self.pd)
         self.metrics.attach_state(self.endpoints, self._index_stats if spec.matcher is not None else None)
         self.app = web.Application(client_max_size=config.limits.max_body_bytes)
@@ -132,6 +134,12 @@ class Router:
             raise RuntimeError("the router is not started")
         return self._session
 
+    def pool(self) -> UpstreamPool:
+        """The proxy's upstream connections (``upstream.py``); the session above serves everything else."""
+        if self._pool is None:
+            raise RuntimeError("the router is not started")
+        return self._pool
+
     # ------------------------------------------------------------------------------------------- lifespan
 
     async def start(self) -> None:
@@ -143,6 +151,9 @@ class Router:
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               timeout=aiohttp.ClientTimeout(total=None),
                                               cookie_jar=aiohttp.DummyCookieJar())
+        t = cfg.timeouts
+        self._pool = UpstreamPool(connect_timeout=t.connect, idle_timeout=t.first_byte, total_timeout=t.total,
+                                  max_idle_per_origin=cfg.limits.connections_per_host)
         try:
             await self.discovery.start()
             await asyncio.gather(*(self._add(ep) for ep in self.discovery.snapshot()))
@@ -185,6 +196,9 @@ class Router:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def __aenter__(self) -> Router:
         await self.start()
