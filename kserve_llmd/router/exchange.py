@@ -45,6 +45,8 @@ class Exchange:
         self.chunked = False
         #: ``clock()`` when the first BODY byte arrived (the first token of a stream), or None.
         self.first_byte_at: float | None = None
+        #: Sent on a pooled keep-alive connection (which the engine may have closed just as it was reused).
+        self.reused = False
         self._conn = conn
         self._loop = loop
         self._clock = clock
@@ -219,12 +221,14 @@ class _Connection(asyncio.Protocol):
         if status < 200:  # 1xx: an interim answer, the real head follows
             self._head_seen = False
             return
-        assert self.exchange is not None
-        self.exchange._on_head(status, headers)
+        ex = self.exchange
+        if ex is not None:  # None: a sink gave up on this answer earlier in the same read
+            ex._on_head(status, headers)
 
     def on_body(self, body: bytes) -> None:
-        assert self.exchange is not None
-        self.exchange._on_body(body)
+        ex = self.exchange
+        if ex is not None:
+            ex._on_body(body)
 
     def on_message_complete(self) -> None:
         if self._head_seen:

@@ -135,17 +135,28 @@ class Forwarder:
         self, request: web.Request, ctx: RequestContext, ep: Endpoint, raw: bytes, headers: bytes
     ) -> web.StreamResponse:
         pool = self._pool()
-        ex = await pool.request(ep.url, ctx.path, headers, raw)  # UpstreamConnectError: the caller retries
+        sent = pool.loop_time()
+        ex = await pool.request(ep.url, ctx.path, headers, raw)  # UpstreamConnectError: the caller moves on
         try:
-            sent = pool.loop_time()
             try:
                 await ex.head()
-            except UpstreamTimeout:
-                self.count(ep.id, "timeout")
-                return error_response(UpstreamTimeoutError(f"endpoint {ep.id} did not answer in time"))
-            except UpstreamBroken as exc:
-                self.count(ep.id, "upstream_failed")
-                return error_response(UpstreamFailedError(f"endpoint {ep.id} failed: {exc}"))
+            except UpstreamConnectError:
+                if not ex.reused:
+                    raise
+                # a keep-alive connection the engine closed just as it was reused: once more, on a new connection
+                ex.close()
+                ex = await pool.request(ep.url, ctx.path, headers, raw, fresh=True)
+                await ex.head()
+        except UpstreamTimeout:
+            self.count(ep.id, "timeout")
+            return error_response(UpstreamTimeoutError(f"endpoint {ep.id} did not answer in time"))
+        except UpstreamBroken as exc:
+            self.count(ep.id, "upstream_failed")
+            return error_response(UpstreamFailedError(f"endpoint {ep.id} failed: {exc}"))
+        finally:
+            if ex.status == 0:  # no head: nothing more will be read from this exchange
+                ex.close()
+        try:
             if ex.status != 200:
                 return await self._pass_error(ctx, ep, ex)
             content_type = ex.headers.get(b"content-type", b"").decode("latin-1") or JSON_CONTENT_TYPE
@@ -202,7 +213,7 @@ class Forwarder:
         # the head goes out as soon as the engine's does (as vLLM's own server does), then every chunk as it comes
         writer = await out.prepare(request)
         transport = request.transport
-        if writer is None or transport is None:  # the client is already gone
+        if writer is None or transport is None or transport.is_closing():  # the client is already gone
             self.count(ep.id, "client_disconnected")
             return out
         writer.send_headers()

@@ -111,16 +111,17 @@ class UpstreamPool:
             origin = self._origins[url] = Origin.parse(url)
         return origin
 
-    async def request(self, url: str, path: str, headers: bytes, body: bytes) -> Exchange:
-        """Send ``POST base_path+path`` with ``headers`` (``b"Name: value\\r\\n"`` lines) and ``body``.
-
-        Returns once the request is written; ``await exchange.head()`` for the answer."""
+    async def request(self, url: str, path: str, headers: bytes, body: bytes, *, fresh: bool = False) -> Exchange:
+        """Send ``POST base_path+path`` with ``headers`` (``b"Name: value\\r\\n"`` lines) and ``body``, on a pooled
+        connection unless ``fresh``. Returns once the request is written; ``await exchange.head()`` for the answer."""
         origin = self.origin(url)
-        conn = self._take(origin) or await self._connect(origin)
+        pooled = None if fresh else self._take(origin)
+        conn = pooled or await self._connect(origin)
         target = (origin.base_path + path).encode()
         payload = b"POST %b HTTP/1.1\r\nHost: %b\r\nContent-Length: %d\r\n%b\r\n%b" % (
             target, origin.host_header, len(body), headers, body)
         ex = Exchange(conn, self.loop, self._clock)
+        ex.reused = pooled is not None
         conn.start(ex, payload, self._idle_timeout, self._total_timeout)
         return ex
 

@@ -9,6 +9,7 @@ request and notices when the router closes a connection it was still answering (
 from __future__ import annotations
 
 import asyncio
+import weakref
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +18,9 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-Mode = Literal["ok", "error", "hang", "die_mid_stream", "gated"]
+#: ``drop_reused``: a completion request on a connection that already served one is dropped unanswered (the engine
+#: closing an idle keep-alive connection just as the router reuses it).
+Mode = Literal["ok", "error", "hang", "die_mid_stream", "gated", "drop_reused"]
 
 
 @dataclass
@@ -43,6 +46,7 @@ class EngineDouble:
     gate: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
     url: str = ""
     _runner: web.AppRunner | None = None
+    _served: weakref.WeakSet[object] = field(default_factory=weakref.WeakSet)  # transports
 
     async def start(self) -> str:
         app = web.Application()
@@ -93,6 +97,13 @@ class EngineDouble:
         if self.mode == "error":
             err = {"error": {"message": "bad thing", "type": "BadRequestError", "param": None, "code": 400}}
             return web.json_response(err, status=self.error_status)
+        if self.mode == "drop_reused":
+            assert request.transport is not None
+            conn = request.transport
+            if conn in self._served:
+                request.transport.abort()
+                return web.Response()
+            self._served.add(conn)
         if self.mode == "hang":
             try:
                 await asyncio.Event().wait()

@@ -110,6 +110,19 @@ async def test_connect_failure_retries_on_next_endpoint() -> None:
         assert all(ep.inflight_requests == 0 and ep.inflight_tokens == 0 for ep in router.endpoints)
 
 
+async def test_keep_alive_closed_by_the_engine_is_retried_on_a_new_connection() -> None:
+    """One endpoint that drops every request arriving on a reused connection: the router sends it again on a new
+    connection to the SAME endpoint (no other endpoint to move to), and the engine is not marked down."""
+    async with EngineDouble(mode="drop_reused") as eng, running_router([eng]) as router, \
+            aiohttp.ClientSession() as client:
+        for _ in range(3):
+            async with client.post(router.url + "/v1/completions", json=COMPLETION) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["choices"][0]["text"] == "hello"
+        assert len(eng.seen) == 5  # 1 + (dropped, resent) × 2
+        assert all(ep.healthy for ep in router.endpoints)
+
+
 async def test_all_endpoints_refuse_gives_502() -> None:
     async with EngineDouble() as eng, running_router([eng], scrape=ScrapeConfig(interval=30)) as router, \
             aiohttp.ClientSession() as client:
