@@ -10,10 +10,14 @@ HELP = "Run the cache-aware, load-aware OpenAI router (standalone)."
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: ephemeral)")
-    parser.add_argument("--endpoint", action="append", default=[], metavar="URL[=ZMQ]",
-                        help="an engine (role both); repeat. ZMQ: its KV-event publisher, else asked from the engine")
-    parser.add_argument("--prefill", action="append", default=[], metavar="URL[=ZMQ]", help="a prefill engine")
-    parser.add_argument("--decode", action="append", default=[], metavar="URL[=ZMQ]", help="a decode engine")
+    spec = "URL[=PUB[,REPLAY]]"
+    parser.add_argument("--endpoint", action="append", default=[], metavar=spec,
+                        help="an engine (role both); repeat. PUB: the ZMQ endpoint of its KV-event publisher, REPLAY: "
+                             "that publisher's replay ROUTER (vLLM's endpoint / replay_endpoint), e.g. "
+                             "http://e:8000=tcp://e:5557,tcp://e:5558; without =PUB both are asked from the engine "
+                             "(GET /kv_event_sources); PUB without REPLAY: no replay")
+    parser.add_argument("--prefill", action="append", default=[], metavar=spec, help="a prefill engine (as --endpoint)")
+    parser.add_argument("--decode", action="append", default=[], metavar=spec, help="a decode engine (as --endpoint)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help="an EndpointPickerConfig YAML (llm-d format)")
     source.add_argument("--preset", metavar="NAME", help="a built-in scheduler preset (default precise-prefix)")
@@ -23,6 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scrape-interval", type=float, default=0.1, help="seconds between metrics scrapes")
     parser.add_argument("--first-byte-timeout", type=float, default=600.0, help="seconds to wait for an engine")
     parser.add_argument("--seed", type=int, help="seed of the scheduler's random tie-breaks")
+    pd = parser.add_argument_group("prefill/decode (RouterConfig.pd)")
+    pd.add_argument("--pd-fallback", action=argparse.BooleanOptionalAction, default=None,
+                    help="a failed prefill leg is served aggregated by the decode engine (default), or, with "
+                         "--no-pd-fallback, fails the request with an OpenAI-shaped 502/504")
+    pd.add_argument("--pd-prefill-timeout", type=float, metavar="SECONDS",
+                    help="bound on the whole prefill leg (default 600)")
+    pd.add_argument("--pd-release-path", metavar="PATH",
+                    help="POSTed on the prefill engine to free a lease the decode will not pull "
+                         "(default none: vLLM has no such call; the simulator's is /_sim/kv_pull)")
 
 
 def build_config(args: argparse.Namespace) -> object:
@@ -34,8 +47,11 @@ def build_config(args: argparse.Namespace) -> object:
         load_preset,
         load_scheduler_config,
     )
+    from kserve_llmd.router.pd import PDConfig
 
     scheduler = load_scheduler_config(args.config) if args.config else load_preset(args.preset or "precise-prefix")
+    given = {"fallback_to_aggregated": args.pd_fallback, "prefill_timeout": args.pd_prefill_timeout,
+             "release_path": args.pd_release_path}
     return RouterConfig(
         host=args.host,
         port=args.port,
@@ -48,6 +64,7 @@ def build_config(args: argparse.Namespace) -> object:
         scrape=ScrapeConfig(interval=args.scrape_interval),
         timeouts=TimeoutsConfig(first_byte=args.first_byte_timeout),
         seed=args.seed,
+        pd=PDConfig(**{k: v for k, v in given.items() if v is not None}),  # flags not given keep PDConfig's defaults
     )
 
 
@@ -83,7 +100,7 @@ async def _serve(config: object, ready_file: str | None) -> int:
     import orjson
 
     from kserve_llmd.errors import ConfigError
-    from kserve_llmd.router.app import Router
+    from kserve_llmd.router.app import Router, settle_heap
     from kserve_llmd.router.config import RouterConfig
     from kserve_llmd.router.discovery import StaticDiscovery
 
@@ -98,6 +115,7 @@ async def _serve(config: object, ready_file: str | None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with router:
+        settle_heap()
         if ready_file:
             path = Path(ready_file)
             tmp = path.with_name(path.name + f".tmp{os.getpid()}")

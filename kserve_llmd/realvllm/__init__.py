@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import BinaryIO
 import aiohttp
 
 from kserve_llmd.errors import KserveLlmdError
+from kserve_llmd.realvllm.ports import free_ports, log_shows_port_clash, taken_ports
 
 __all__ = ["BLOCK_SIZE", "MODEL_NAME", "RealVllm", "RealVllmError", "available", "free_ports", "nixl_available",
            "real_vllm_dir"]
@@ -75,24 +75,12 @@ def nixl_available() -> str | None:
     return None
 
 
-def free_ports(n: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 class RealVllm:
     """One real vLLM OpenAI server as an async context manager.
 
-    Ports left at 0 (HTTP, ZMQ PUB, replay ROUTER) are picked free on 127.0.0.1 just before the start; a start that
-    fails with "address already in use" is retried with new ports (twice).
+    Ports left at 0 (HTTP, ZMQ PUB, replay ROUTER) are picked free on 127.0.0.1 just before the start and checked
+    again right before the spawn (``ports.taken_ports``); a start whose log shows a port clash ANYWHERE (not only in
+    the tail the error message carries: ``ports.log_shows_port_clash``) is retried with new ports (three attempts).
 
     ``kv_events=True`` turns on the ZMQ publisher (``tcp://*:Z``) and its replay ROUTER socket (``tcp://*:R``) with
     the llm-d topic ``kv@127.0.0.1:<port>@<model>``. ``extra_args`` are appended to the command line, ``env`` to the
@@ -196,16 +184,25 @@ class RealVllm:
         for _attempt in range(3):  # a port picked free may be taken by the time the engine binds it
             picked = iter(free_ports(3))
             self.port, self.zmq_port, self.replay_port = (w or next(picked) for w in self._want)
+            taken = taken_ports(self.ports())
+            if taken:  # taken since the pick (or a fixed port in use): no engine spawned for nothing
+                last = RealVllmError(f"port(s) {', '.join(map(str, taken))} already in use before the start")
+                continue
             try:
                 await self._spawn_and_wait()
                 return self
             except RealVllmError as e:
                 last = e
+                clash = log_shows_port_clash(self.log_path)  # the whole log of this attempt, not its tail
                 await self.stop()
-                if "address already in use" not in str(e).lower():
+                if not clash:
                     raise
         assert last is not None
         raise last
+
+    def ports(self) -> list[int]:
+        """The ports this engine binds (HTTP, and the KV-event PUB and replay ROUTER when enabled)."""
+        return [self.port, self.zmq_port, self.replay_port] if self._kv else [self.port]
 
     async def _spawn_and_wait(self) -> None:
         log_dir = self._log_dir or Path(tempfile.mkdtemp(prefix="real-vllm-"))

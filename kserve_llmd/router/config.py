@@ -7,12 +7,13 @@ which names the plugin and the field of any error.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from kserve_llmd.errors import ConfigError
 from kserve_llmd.router.pd import PDConfig
@@ -20,6 +21,8 @@ from kserve_llmd.types import Role
 
 API_VERSIONS = ("llm-d.ai/v1alpha1", "inference.networking.x-k8s.io/v1alpha1")
 DEFAULT_PRESET = "precise-prefix"
+#: ``transport://address`` (tcp, ipc, inproc, ...): what ZMQ's connect() accepts.
+_ZMQ_ENDPOINT = re.compile(r"[a-z0-9+]+://.+")
 
 
 class _Strict(BaseModel):
@@ -58,10 +61,14 @@ class SchedulerConfig(_Strict):
 
 
 class EndpointSpec(_Strict):
-    """A static endpoint: its OpenAI base URL and, optionally, its KV-event ZMQ endpoint."""
+    """A static endpoint: its OpenAI base URL and, optionally, its KV-event ZMQ publisher and that publisher's
+    replay ROUTER (vLLM's ``endpoint`` / ``replay_endpoint``). Without ``kv_events`` the router asks the engine
+    (``GET /kv_event_sources``, which also names the replay socket); with ``kv_events`` but no
+    ``kv_events_replay`` there is no replay (no history on join, a gap resets the endpoint)."""
 
     url: str
     kv_events: str | None = None
+    kv_events_replay: str | None = None
     role: Role = "both"
 
     @field_validator("url")
@@ -71,11 +78,30 @@ class EndpointSpec(_Strict):
             raise ValueError(f"endpoint URL must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("kv_events", "kv_events_replay")
+    @classmethod
+    def _check_zmq(cls, value: str | None) -> str | None:
+        if value is not None and not _ZMQ_ENDPOINT.fullmatch(value):
+            raise ValueError(f"expected a ZMQ endpoint such as tcp://host:5557, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _replay_needs_publisher(self) -> EndpointSpec:
+        if self.kv_events_replay is not None and self.kv_events is None:
+            raise ValueError("kv_events_replay needs kv_events (the publisher the replay belongs to)")
+        return self
+
     @classmethod
     def parse(cls, text: str, role: Role = "both") -> EndpointSpec:
-        """``URL`` or ``URL=ZMQ_ENDPOINT`` (the CLI form)."""
+        """The CLI form: ``URL``, ``URL=PUB`` or ``URL=PUB,REPLAY`` (ZMQ endpoints of the engine's KV-event
+        publisher and of its replay ROUTER), e.g. ``http://e:8000=tcp://e:5557,tcp://e:5558``."""
         url, sep, zmq = text.partition("=")
-        return cls(url=url, kv_events=zmq if sep else None, role=role)
+        if not sep:
+            return cls(url=url, role=role)
+        pub, comma, replay = zmq.partition(",")
+        if not pub or (comma and (not replay or "," in replay)):
+            raise ConfigError(f"--endpoint {text!r}: expected URL, URL=PUB or URL=PUB,REPLAY", param="endpoint")
+        return cls(url=url, kv_events=pub, kv_events_replay=replay if comma else None, role=role)
 
 
 class TimeoutsConfig(_Strict):

@@ -19,7 +19,9 @@ class StaticDiscovery:
 
     def snapshot(self) -> Sequence[Endpoint]:
         return [
-            Endpoint(id=endpoint_id(s.url), url=s.url, role=s.role, kv_events=s.kv_events) for s in self._specs
+            Endpoint(id=endpoint_id(s.url), url=s.url, role=s.role, kv_events=s.kv_events,
+                     kv_events_replay=s.kv_events_replay)
+            for s in self._specs
         ]
 
     async def watch(self) -> AsyncIterator[EndpointEvent]:

@@ -55,6 +55,8 @@ class EndpointRegistry:
         current.url, current.role, current.labels = ep.url, ep.role, ep.labels
         if ep.kv_events is not None:
             current.kv_events = ep.kv_events
+        if ep.kv_events_replay is not None:
+            current.kv_events_replay = ep.kv_events_replay
         return current
 
     # ----------------------------------------------------------------------------------------- models

@@ -44,6 +44,7 @@ class Endpoint:
     role: Role = "both"
     models: frozenset[str] = frozenset()
     kv_events: str | None = None  # ZMQ endpoint of its KV-event publisher, if known
+    kv_events_replay: str | None = None  # ZMQ endpoint of that publisher's replay ROUTER, if given explicitly
     healthy: bool = True
     metrics: EngineMetrics = field(default_factory=EngineMetrics)
     # What the router itself knows, updated at pick time and on completion (not only from scrapes).

@@ -26,7 +26,7 @@ from kserve_llmd.router.discovery import StaticDiscovery
 
 @asynccontextmanager
 async def router_over(specs: Sequence[str], preset: str = "round-robin", **overrides: Any) -> AsyncIterator[Router]:
-    """A started router over ``URL`` or ``URL=ZMQ`` endpoints, in the test's loop."""
+    """A started router over ``URL``, ``URL=PUB`` or ``URL=PUB,REPLAY`` endpoints, in the test's loop."""
     scrape = overrides.pop("scrape", ScrapeConfig(interval=0.05, stale_after=60.0))
     config = RouterConfig(endpoints=[EndpointSpec.parse(s) for s in specs], scheduler=load_preset(preset),
                           scrape=scrape, **overrides)

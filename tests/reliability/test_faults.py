@@ -85,7 +85,8 @@ async def test_engine_restart_drops_its_index_entries_and_takes_new_events() -> 
     # seen from the reconnect (socket monitor), BEFORE the new engine publishes anything: a sequence that goes back
     # is not needed (batches published during the reconnect are lost, and the first one seen may be numbered higher
     # than the dead engine's last). No replay endpoint here: a join cannot be sure its subscription reached the
-    # engine, so each engine's first batches may be missed (see events.py); the test keeps sending until one lands.
+    # engine, so each engine's first batches may be missed (see router/events/__init__.py); the test keeps sending
+    # until one lands.
     config = SimConfig(engines=1, time_scale=0, model="sim")
     async with SimCluster(config) as sim:
         engine = sim.engines[0]
@@ -201,7 +202,9 @@ async def test_all_endpoints_down_gives_503_then_recovers() -> None:
             await until(refused)  # every endpoint marked down: a clean OpenAI-shaped 503
             async with client.get(router.url + "/health") as resp:
                 assert resp.status == 503
-            async with SimCluster(config.model_copy(update={"port": port})):
+            # only the first engine comes back on its old port: a cluster started at ``port`` would bind the second
+            # engine on port + 1, which the OS may have handed to some connection meanwhile (EADDRINUSE)
+            async with SimCluster(config.model_copy(update={"port": port, "engines": 1})):
 
                 async def served() -> bool:
                     async with client.post(router.url + "/v1/completions", json=body) as resp:

@@ -407,3 +407,43 @@ async def test_reconnect_to_the_same_engine_costs_a_reset_and_a_replay(ctx: Ctx)
         assert (ingester.stats.restarts, ingester.stats.resets, ingester.stats.gaps) == (1, 1, 0)
         assert ingester.last_seq("a") == last
         assert ingester.index.match(keys(), ["a"]) == {"a": 2}
+
+
+async def test_explicit_replay_address_from_an_endpoint_spec_replays_on_join_and_on_reconnect(ctx: Ctx) -> None:
+    # ``--endpoint URL=PUB,REPLAY``: the spec's replay address reaches the ingester through the Endpoint that
+    # static discovery builds (no replay_url argument, no /kv_event_sources), so a late subscriber recovers the
+    # blocks stored before it joined, and again after a reconnect.
+    from kserve_llmd.router.config import EndpointSpec
+    from kserve_llmd.router.discovery import StaticDiscovery
+
+    pub = Publisher(ctx)
+    await pub.send([stored_map([1, 2], None, TOKENS[:8])], deliver=False)  # before the router existed
+    await pub.send([stored_map([3], 2, TOKENS[8:12])], deliver=False)
+    async with replaying(ctx, pub, "0.33") as replay_url, KVEventIngester(LRUKVIndex(1000)) as ingester:
+        (ep,) = StaticDiscovery([EndpointSpec.parse(f"http://a:1={pub.url},{replay_url}")]).snapshot()
+        assert (ep.kv_events, ep.kv_events_replay) == (pub.url, replay_url)
+        ep.models = frozenset({"m"})
+        ingester.add_endpoint(ep)
+        assert await ingester.wait_joined(10)
+        assert ingester.index.match(keys(), [ep.id]) == {ep.id: 3}
+        assert (ingester.stats.replays, ingester.stats.replay_failures, ingester.stats.resets) == (1, 0, 0)
+        await rebind(ctx, pub)  # a reconnect: reset, then the replay from 0 restores the buffered blocks
+        await until(lambda: ingester.stats.replays == 2, "the replay after the reconnect")
+        assert ingester.stats.resets == 1
+        assert ingester.index.match(keys(), [ep.id]) == {ep.id: 3}
+
+
+async def test_replay_url_argument_wins_over_the_endpoint_s_own(ctx: Ctx) -> None:
+    # The router passes what /kv_event_sources reported; an Endpoint's explicit address is only the fallback.
+    pub = Publisher(ctx)
+    await pub.send([stored_map([1, 2], None, TOKENS[:8])], deliver=False)
+    gone = ctx.socket(zmq.ROUTER)  # bound then closed: nobody answers there
+    gone.bind("tcp://127.0.0.1:*")
+    dead = gone.getsockopt_string(zmq.LAST_ENDPOINT)
+    gone.close(linger=0)
+    async with replaying(ctx, pub, "0.24") as replay_url, KVEventIngester(LRUKVIndex(1000)) as ingester:
+        ep = Endpoint(id="a", url="http://a", models=frozenset({"m"}), kv_events=pub.url, kv_events_replay=dead)
+        ingester.add_endpoint(ep, None, replay_url)
+        assert await ingester.wait_joined(10)
+        assert ingester.index.match(keys(), ["a"]) == {"a": 2}
+        assert ingester.stats.replay_failures == 0

@@ -1,4 +1,5 @@
-"""`kserve-llmd router` as a separate process: ready file, a proxied request, clean SIGTERM; bad config exits 2."""
+"""`kserve-llmd router`: flags to RouterConfig; as a separate process: ready file, a proxied request, clean SIGTERM;
+bad config exits 2."""
 
 from __future__ import annotations
 
@@ -9,7 +10,21 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 from engine_double import EngineDouble
+from pydantic import ValidationError
+
+from kserve_llmd.cli import build_parser
+from kserve_llmd.commands import router as router_command
+from kserve_llmd.errors import ConfigError
+from kserve_llmd.router.config import EndpointSpec, RouterConfig
+from kserve_llmd.router.pd import PDConfig
+
+
+def _config(*argv: str) -> RouterConfig:
+    config = router_command.build_config(build_parser().parse_args(["router", *argv]))
+    assert isinstance(config, RouterConfig)
+    return config
 
 
 async def test_router_command_serves_and_stops(tmp_path: Path) -> None:
@@ -48,3 +63,49 @@ async def test_router_command_rejects_bad_config(tmp_path: Path) -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"unknown type 'magic-scorer'" in err
+
+
+def test_pd_flags_reach_the_config() -> None:
+    assert _config().pd == PDConfig()  # not given: PDConfig's own defaults
+    pd = _config("--no-pd-fallback", "--pd-prefill-timeout", "7.5", "--pd-release-path", "/_sim/kv_pull").pd
+    assert pd == PDConfig(fallback_to_aggregated=False, prefill_timeout=7.5, release_path="/_sim/kv_pull")
+    assert _config("--pd-fallback").pd.fallback_to_aggregated is True
+    with pytest.raises(ValidationError, match="prefill_timeout"):
+        _config("--pd-prefill-timeout", "0")
+
+
+def test_endpoint_specs_with_and_without_a_replay_address() -> None:
+    config = _config("--endpoint", "http://e1:8000", "--endpoint", "http://e2:8000=tcp://e2:5557",
+                     "--prefill", "http://p:8000=tcp://p:5557,tcp://p:5558", "--decode", "http://d:8000/=ipc:///x")
+    got = [(e.url, e.kv_events, e.kv_events_replay, e.role) for e in config.all_endpoints()]
+    assert got == [("http://e1:8000", None, None, "both"), ("http://e2:8000", "tcp://e2:5557", None, "both"),
+                   ("http://p:8000", "tcp://p:5557", "tcp://p:5558", "prefill"),
+                   ("http://d:8000", "ipc:///x", None, "decode")]
+
+
+@pytest.mark.parametrize("spec", ["http://e:1=", "http://e:1=,tcp://e:2", "http://e:1=tcp://e:1,",
+                                  "http://e:1=tcp://e:1,tcp://e:2,tcp://e:3"])
+def test_malformed_endpoint_specs_are_config_errors(spec: str) -> None:
+    with pytest.raises(ConfigError, match="URL=PUB,REPLAY"):
+        _config("--endpoint", spec)
+
+
+def test_a_replay_address_needs_its_publisher() -> None:
+    with pytest.raises(ValidationError, match="needs kv_events"):
+        EndpointSpec(url="http://e:1", kv_events_replay="tcp://e:2")
+
+
+@pytest.mark.parametrize("spec", ["http://e:1=e:5557", "http://e:1=tcp://e:1,e:5558"])
+def test_endpoint_specs_need_zmq_addresses(spec: str) -> None:
+    with pytest.raises(ValidationError, match="ZMQ endpoint"):
+        _config("--endpoint", spec)
+
+
+async def test_router_command_rejects_a_bad_endpoint_spec_with_exit_2() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kserve_llmd", "router", "--port", "0", "--endpoint", "http://127.0.0.1:1=,tcp://x:1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert b"expected URL, URL=PUB or URL=PUB,REPLAY" in err
