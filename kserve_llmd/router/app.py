@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -39,6 +40,16 @@ from kserve_llmd.router.upstream import UpstreamPool
 from kserve_llmd.types import Clock
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """For a router PROCESS, once its router is listening: collect, then move every object alive now (the imported
+    libraries, the config, the app: ~56k objects) into the GC's permanent generation. A full collection then scans
+    only what live requests hold, and its pause at 200 concurrent streams drops from 16-28 ms to a few ms.
+    Process-wide, so only the entry points call it (``kserve-llmd router``, the KServe transformer), never a
+    ``Router`` embedded in someone else's program or test."""
+    gc.collect()
+    gc.freeze()
 
 
 class Router:

@@ -111,7 +111,7 @@ async def serve(config: Any, discovery: Any, api_client: Any, ready_file: str | 
     """Run the router until SIGTERM/SIGINT; write ``{"url": ...}`` to ``ready_file`` once listening."""
     import orjson
 
-    from kserve_llmd.router.app import Router
+    from kserve_llmd.router.app import Router, settle_heap
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -119,6 +119,7 @@ async def serve(config: Any, discovery: Any, api_client: Any, ready_file: str | 
         loop.add_signal_handler(sig, stop.set)
     try:
         async with Router(config, discovery) as router:
+            settle_heap()
             if ready_file:
                 path = Path(ready_file)
                 tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")

@@ -9,8 +9,8 @@ request and notices when the router closes a connection it was still answering (
 from __future__ import annotations
 
 import asyncio
-import weakref
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 

@@ -129,7 +129,8 @@ async def test_chunked_body_reaches_the_sink_in_order_including_parts_before_rel
         release.set()
         await ex.done()
         assert got == [b"first", b"second"]
-        assert ex.chunked and ex.first_byte_at is not None
+        assert ex.chunked
+        assert ex.first_byte_at is not None
         ex.close()
         p.close()
 
