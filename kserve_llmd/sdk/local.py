@@ -102,7 +102,7 @@ class LocalDeployment:
 
     def _router_command(self, engines: Sequence[JSON]) -> list[str]:
         flags = {"prefill": "--prefill", "decode": "--decode", "both": "--endpoint"}
-        endpoint_args = [arg for e in engines for arg in (flags[e["role"]], f"{e['url']}={e['kv_events']}")]
+        endpoint_args = [arg for e in engines for arg in (flags[e["role"]], endpoint_spec(e))]
         return [self._python, "-m", "kserve_llmd", "router", "--host", self.host, "--port", str(self.port),
                 "--preset", self.preset, *endpoint_args, *self._router_args]
 
@@ -280,3 +280,12 @@ def _stop_all(records: list[ProcessRecord], grace: float, workdir: Path | None) 
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)
     return stopped
+
+
+def endpoint_spec(engine: JSON) -> str:
+    """``URL=PUB,REPLAY`` (or less) for the router's ``--endpoint``, from a simulator ready-file entry."""
+    if not engine.get("kv_events"):
+        return str(engine["url"])
+    if engine.get("replay"):
+        return f"{engine['url']}={engine['kv_events']},{engine['replay']}"
+    return f"{engine['url']}={engine['kv_events']}"
