@@ -267,26 +267,32 @@ async def latency_scenario(name: str, args: argparse.Namespace, tmp: Path) -> di
                                      tmp / f"{name}-router.json", ROUTER_CPU)
         procs.append(router)
         routed = rready["url"]
+        relay, lready = await spawn([str(Path(__file__).with_name("tcp_relay.py")), "--upstream", engine],
+                                    tmp / f"{name}-relay.json", ROUTER_CPU)
+        procs.append(relay)
+        relayed = lready["url"]
         direct: list[tuple[float, float]] = []
         through: list[tuple[float, float]] = []
+        floor: list[tuple[float, float]] = []
         router_cpu: list[float] = []
         router_wait: list[float] = []
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session, \
                 LeanClient(engine, args.concurrency if "lean" in spec else 0) as lean_direct, \
-                LeanClient(routed, args.concurrency if "lean" in spec else 0) as lean_routed:
-            # warm up both paths at full concurrency, so connection set-up is not measured on either
-            await burst(session, engine, args.concurrency, 2, "warm-d")
-            await burst(session, routed, args.concurrency, 2, "warm-r")
-            if "lean" in spec:
-                await steady_lean(lean_direct, args.concurrency, 2, 1.0, rng)
-                await steady_lean(lean_routed, args.concurrency, 2, 1.0, rng)
+                LeanClient(routed, args.concurrency if "lean" in spec else 0) as lean_routed, \
+                LeanClient(relayed, args.concurrency if "lean" in spec else 0) as lean_relayed:
+            lean_for = {engine: lean_direct, routed: lean_routed, relayed: lean_relayed}
+            # warm up every path at full concurrency, so connection set-up is not measured on any
+            for url in lean_for:
+                await burst(session, url, args.concurrency, 2, "warm")
+                if "lean" in spec:
+                    await steady_lean(lean_for[url], args.concurrency, 2, 1.0, rng)
             for r in range(args.rounds):
-                order = [(engine, direct), (routed, through)]
-                for url, sink in order if r % 2 == 0 else order[::-1]:
+                order = [(engine, direct), (routed, through), (relayed, floor)]
+                for url, sink in order[r % 3:] + order[:r % 3]:  # each path goes first, second and third in turn
                     cpu0, wait0, wall0 = cpu_seconds(router.pid), run_queue_wait(router.pid), time.perf_counter()
                     if "lean" in spec:
-                        lean = lean_direct if url == engine else lean_routed
-                        sink += await steady_lean(lean, args.concurrency, args.max_tokens, args.round_seconds, rng)
+                        sink += await steady_lean(lean_for[url], args.concurrency, args.max_tokens,
+                                                  args.round_seconds, rng)
                     elif spec["mode"] == "burst":
                         for b in range(args.bursts_per_round):
                             sink += await burst(session, url, args.concurrency, args.max_tokens, f"{r}-{b}")
@@ -306,9 +312,10 @@ async def latency_scenario(name: str, args: argparse.Namespace, tmp: Path) -> di
                 await p.wait()
     decision = histogram_quantiles(metrics_text, "kserve_llmd_router_decision_latency_seconds", (0.5, 0.99))
     result: dict[str, Any] = {
-        "engine": spec["engine"], "mode": spec["mode"], "requests": {"direct": len(direct), "router": len(through)},
-        "ttft": {"direct": summary(direct, 0), "router": summary(through, 0)},
-        "e2e": {"direct": summary(direct, 1), "router": summary(through, 1)},
+        "engine": spec["engine"], "mode": spec["mode"],
+        "requests": {"direct": len(direct), "router": len(through), "tcp_relay": len(floor)},
+        "ttft": {"direct": summary(direct, 0), "router": summary(through, 0), "tcp_relay": summary(floor, 0)},
+        "e2e": {"direct": summary(direct, 1), "router": summary(through, 1), "tcp_relay": summary(floor, 1)},
         "decision_latency_ms": {"p50": decision[0.5] * 1e3, "p99": decision[0.99] * 1e3},
         "router_cpu_of_one_core": statistics.fmean(router_cpu),
         "router_run_queue_wait_ms_per_s": statistics.fmean(router_wait) * 1e3,
@@ -316,6 +323,8 @@ async def latency_scenario(name: str, args: argparse.Namespace, tmp: Path) -> di
     for kind in ("ttft", "e2e"):
         result[kind]["added_p50_ms"] = result[kind]["router"]["p50_ms"] - result[kind]["direct"]["p50_ms"]
         result[kind]["added_p99_ms"] = result[kind]["router"]["p99_ms"] - result[kind]["direct"]["p99_ms"]
+        result[kind]["relay_added_p50_ms"] = result[kind]["tcp_relay"]["p50_ms"] - result[kind]["direct"]["p50_ms"]
+        result[kind]["relay_added_p99_ms"] = result[kind]["tcp_relay"]["p99_ms"] - result[kind]["direct"]["p99_ms"]
     return result
 
 
@@ -356,11 +365,14 @@ def render_md(result: dict[str, Any], command: str) -> str:
         "",
         f"Client, router and engine in separate processes on {result['machine']['cpus']} CPUs; {pinned}. "
         f"{result['concurrency']} concurrent streams, {result['max_tokens']} output tokens each; rounds alternate "
-        "direct / through the router against the same engine; added = router − direct.",
+        "direct / through the router / through a bare TCP relay (`benchmarks/tcp_relay.py`, on the router's core) "
+        "against the same engine, each path first in turn; added = router − direct. The relay's own added latency "
+        "is the floor any proxy pays on this machine for the extra hop (two more loopback sockets, one more process "
+        "to wake on another core).",
         "",
         "| scenario | engine | requests/path | metric | direct p50 | router p50 | **added p50** | direct p99 | "
-        "router p99 | **added p99** | router CPU | router waited for CPU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "router p99 | **added p99** | TCP relay added p50 / p99 | router CPU | router waited for CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in result["scenarios"].items():
         for kind in ("ttft", "e2e"):
@@ -368,6 +380,7 @@ def render_md(result: dict[str, Any], command: str) -> str:
             md.append(f"| {name} ({r['mode']}) | {r['engine']} | {r['requests']['router']} | {kind.upper()} (ms) | "
                       f"{k['direct']['p50_ms']:.2f} | {k['router']['p50_ms']:.2f} | **{k['added_p50_ms']:.2f}** | "
                       f"{k['direct']['p99_ms']:.2f} | {k['router']['p99_ms']:.2f} | **{k['added_p99_ms']:.2f}** | "
+                      f"{k['relay_added_p50_ms']:.2f} / {k['relay_added_p99_ms']:.2f} | "
                       f"{100 * r['router_cpu_of_one_core']:.0f} % | {r['router_run_queue_wait_ms_per_s']:.0f} ms/s |")
     md += ["", "Decision latency (router histogram, interpolated inside 10 µs … 10 ms buckets):", ""]
     for name, r in result["scenarios"].items():
