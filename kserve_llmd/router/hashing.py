@@ -15,7 +15,7 @@ Formula (only FULL blocks are keyed; a trailing partial block never is)::
 an xxHash-style mix of the element hashes, and ``hash(n)`` of an int is ``n mod (2**61 - 1)``, sign kept).
 The test suite checks this with subprocesses run under different ``PYTHONHASHSEED`` values. The key is masked to
 60 bits: still collision-free in practice (about 4e-7 chance of any collision among a million keys) and the ints
-stay small (32 bytes each instead of 48), which keeps the index under 200 bytes per block.
+stay small (32 bytes each instead of 48) in the per-request key lists; the index stores keys as raw 8 bytes.
 
 Properties (property-tested): a prefix of tokens gives a prefix of keys; chaining from ``parent`` equals hashing the
 concatenation; different model / LoRA / cache_salt give disjoint keys. Not cryptographic: a client able to craft

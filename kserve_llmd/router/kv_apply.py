@@ -1,4 +1,4 @@
-"""Applying one endpoint's decoded KV events to the index, in order (no I/O; ``events.py`` feeds it).
+"""Applying one endpoint's decoded KV events to the index, in order (no I/O; ``events/`` feeds it).
 
 Per endpoint the applier keeps ``engine hash → own key`` (vLLM's published block hash to the router's key from
 ``hashing.block_keys``), so that:
@@ -7,7 +7,7 @@ Per endpoint the applier keeps ``engine hash → own key`` (vLLM's published blo
   ``block_keys(token_ids, block_size, seed_for(model, lora_name, cache_salt), parent=own[parent_block_hash])``.
   ``parent_block_hash is None`` starts a chain from the seed. A parent the map does not know (events missed, router
   started late, map trimmed) cannot be chained from token content: those blocks are SKIPPED and counted in
-  ``unchained_blocks`` (the replay socket, when there is one, is what fills such holes; see ``events.py``).
+  ``unchained_blocks`` (the replay socket, when there is one, is what fills such holes; see ``events/replay.py``).
   ``cache_salt`` is recovered from the first block's ``extra_keys`` (vLLM orders them lora, multimodal, salt: the
   last string that is not the LoRA name). Multimodal extra keys are not modelled: such prompts will not match.
 - Copies: vLLM announces a block hash AGAIN when it recomputes a block it already holds (a repeated greedy request
@@ -22,19 +22,24 @@ Per endpoint the applier keeps ``engine hash → own key`` (vLLM's published blo
   so such a block would stay indexed after its eviction. The router never sets that mode (default "incremental").
 - ``AllBlocksCleared``: clears the endpoint from the index and the map.
 
-The map is bounded by ``max_blocks`` (oldest mappings dropped first). vLLM only emits ``BlockRemoved`` on
-eviction, so the map tracks the engine's real cache size and the bound only bites when events were lost.
+The map is a ``U64Table`` (``u64table.py``: engine hash and own key as 8 bytes each in typed arrays, about 40
+bytes per block by RSS where a dict of two int objects costs ~140), bounded by ``max_blocks`` (oldest mappings
+dropped first). vLLM only emits ``BlockRemoved`` on eviction, so the map tracks the engine's real cache size and
+the bound only bites when events were lost. A reset (or the endpoint leaving) is ``index.clear(endpoint)``: O(1),
+swept lazily (see ``kvindex.py``), where removing the mapped keys one by one would block ~1 us per block.
 The model (chain seed) of an endpoint is fixed when it is registered; the LoRA comes from each event.
 """
 
 from __future__ import annotations
 
 import logging
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kserve_llmd.router.hashing import block_keys, seed_for
 from kserve_llmd.router.interfaces import KVIndex
+from kserve_llmd.router.u64table import U64Table
 from kserve_llmd.types import BlockKey, EndpointId, EngineBlockHash
 from kserve_llmd.wire.kv_events import AllBlocksCleared, BlockRemoved, BlockStored, KVEvent
 
@@ -59,7 +64,7 @@ class IngestStats:
     replays: int = 0  # replay requests that filled their gap
     replay_failures: int = 0  # replay requests that failed or came back incomplete
     resets: int = 0  # endpoint entries dropped (gap without replay, failed replay, restart, publisher reconnect)
-    restarts: int = 0  # new publisher incarnation: sequence went backwards, or the SUB reconnected (see events.py)
+    restarts: int = 0  # new publisher incarnation: sequence went backwards, or the SUB reconnected (see events/incarnation.py)
 
 
 def _salt_from_extra(extra: object, lora: str | None) -> str | None:
@@ -93,20 +98,20 @@ class EndpointApplier:
         self.max_blocks = max_blocks
         self._expected = expected_block_size
         self._on_block_size = on_block_size
-        self._own: dict[EngineBlockHash, BlockKey] = {}
+        self._own = _hash_map()  # engine hash → own key, oldest first
         self._copies: dict[EngineBlockHash, int] = {}  # copies held, only for hashes stored more than once
-        self._exact = True  # False once a mapping was dropped or overwritten (the map may miss index keys)
 
     def __len__(self) -> int:
         return len(self._own)
 
     def key_for(self, engine_hash: EngineBlockHash) -> BlockKey | None:
         """The own key an engine hash is mapped to (None when unmapped)."""
-        return self._own.get(engine_hash)
+        e = self._own.find(engine_hash)
+        return self._own.values[e] if e else None
 
     def copies(self, engine_hash: EngineBlockHash) -> int:
         """Copies of the block the events say the engine holds (0 when unmapped)."""
-        return 0 if engine_hash not in self._own else self._copies.get(engine_hash, 1)
+        return self._copies.get(engine_hash, 1) if self._own.find(engine_hash) else 0
 
     def apply(self, events: list[KVEvent]) -> None:
         for event in events:
@@ -120,24 +125,15 @@ class EndpointApplier:
         self.stats.events += len(events)
 
     def reset(self) -> None:
-        """Forget everything this endpoint holds (index entries and hash map).
-
-        While the hash map is known to list every key this endpoint added, only those keys are removed
-        (O(endpoint's blocks)); otherwise ``index.clear`` scans the whole index (O(index size))."""
-        if self._exact:
-            self.index.remove(self.endpoint, list(self._own.values()))
-        else:
-            self.index.clear(self.endpoint)
-        self._own.clear()
+        """Forget everything this endpoint holds: its index entries (``index.clear``: O(1), swept lazily) and
+        its hash map. The endpoint stays registered; its next ``BlockStored`` starts afresh."""
+        self.index.clear(self.endpoint)
+        self._own = _hash_map()
         self._copies.clear()
-        self._exact = True
 
     def forget(self) -> None:
-        """The endpoint is gone: drop its entries and free its index slot (always a full ``index.clear``)."""
-        self._own.clear()
-        self._copies.clear()
-        self._exact = True
-        self.index.clear(self.endpoint)
+        """The endpoint is gone: the same as ``reset`` (``index.clear`` also frees its index slot)."""
+        self.reset()
 
     def _stored(self, ev: BlockStored) -> None:
         n = len(ev.block_hashes)
@@ -149,44 +145,43 @@ class EndpointApplier:
                 self.stats.block_size_mismatches += 1
         lora = ev.lora_name if ev.lora_name is not None else (None if ev.lora_id is None else f"#lora-id:{ev.lora_id}")
         own = self._own
+        find, mapped = own.find, own.values
         if ev.parent_block_hash is None:
             parent = None
             seed = seed_for(self.model, lora, _salt_from_extra(ev.extra_keys, lora))
         else:
-            parent = own.get(ev.parent_block_hash)
-            if parent is None:
+            e = find(ev.parent_block_hash)
+            if not e:
                 self.stats.unchained_blocks += n
                 return
-            seed = 0
+            parent, seed = mapped[e], 0
         keys = block_keys(ev.token_ids, ev.block_size, seed, parent)
-        get = own.get
         for engine_hash, key in zip(ev.block_hashes, keys, strict=True):
-            old = get(engine_hash)
-            own[engine_hash] = key
-            if old is not None:
-                self._stored_again(engine_hash, key, old)
-        overflow = len(own) - self.max_blocks
-        if overflow > 0:
-            self._exact = False
-            copies = self._copies
-            for stale in [h for h, _ in zip(own, range(overflow), strict=False)]:
-                del own[stale]
-                copies.pop(stale, None)
+            e = find(engine_hash)
+            if e:
+                self._stored_again(engine_hash, key, mapped[e])
+                mapped[e] = key
+            else:
+                own.insert(engine_hash, key)
+        while len(own) > self.max_blocks:
+            oldest = own.oldest()
+            self._copies.pop(own.keys[oldest], None)
+            own.delete(oldest)
         self.index.add(self.endpoint, keys, ev.medium)
         self.stats.blocks_stored += n
 
     def _stored_again(self, engine_hash: EngineBlockHash, key: BlockKey, old: BlockKey) -> None:
         """A hash that was already mapped is stored again: one more copy of the same block. Mapped to ANOTHER key
-        (not seen from vLLM: the engine hash covers the same content) the old key stays indexed but unmapped, so
-        the map no longer lists every key (``_exact``) and the copies start over."""
+        (not seen from vLLM: the engine hash covers the same content) the old key stays indexed, unmapped, until
+        a reset or LRU drops it, and the copies start over."""
         if old == key:
             self._copies[engine_hash] = self._copies.get(engine_hash, 1) + 1
         else:
             self._copies.pop(engine_hash, None)
-            self._exact = False
 
     def _removed(self, ev: BlockRemoved) -> None:
         own = self._own
+        find, mapped = own.find, own.values
         copies = self._copies
         keys = []
         for engine_hash in ev.block_hashes:
@@ -198,11 +193,16 @@ class EndpointApplier:
                     del copies[engine_hash]
                 self.stats.blocks_removed += 1
                 continue
-            key = own.pop(engine_hash, None)
-            if key is None:
+            e = find(engine_hash)
+            if not e:
                 self.stats.unknown_removals += 1
             else:
-                keys.append(key)
+                keys.append(mapped[e])
+                own.delete(e)
                 self.stats.blocks_removed += 1
         if keys:
             self.index.remove(self.endpoint, keys)
+
+
+def _hash_map() -> U64Table:
+    return U64Table(values=lambda: array("Q"))

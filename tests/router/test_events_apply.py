@@ -146,10 +146,28 @@ def test_copies_in_one_event_and_a_reset_forget_them() -> None:
     applier.apply([stored([11], None, TOKENS[:4])])
     applier.apply([BlockRemoved([11])])
     assert len(index) == 0
-    # a duplicate store keeps the map exact: the reset removes exactly the mapped keys (no full index scan)
+    # a reset drops this endpoint's blocks, copies included, and keeps the other endpoint's
     other = EndpointApplier("e2", "m", index, IngestStats())
     other.apply([stored([11, 12], None, TOKENS[:8])])
     applier.apply([stored([11], None, TOKENS[:4]), stored([11], None, TOKENS[:4])])
-    assert applier._exact  # private: the only observable difference is the cost of the reset
     applier.reset()
     assert index.match(request_keys(TOKENS), ["e1", "e2"]) == {"e1": 0, "e2": 2}
+
+
+def test_forget_is_lazy_and_leaves_no_entry_of_the_endpoint_and_all_of_the_others() -> None:
+    index, stats = LRUKVIndex(10_000, sweep_step=64), IngestStats()
+    gone, kept = EndpointApplier("gone", "m", index, stats), EndpointApplier("kept", "m", index, stats)
+    for p in range(50):  # 50 prompts of 6 blocks each; "kept" holds the first 3 blocks of every 5th one
+        tokens = [p * 1000 + t for t in range(24)]
+        gone.apply([stored([p * 10 + b for b in range(6)], None, tokens)])
+        if p % 5 == 0:
+            kept.apply([stored([p * 10 + b for b in range(3)], None, tokens[:12])])
+    assert (len(index), index.blocks_of("gone"), index.blocks_of("kept")) == (300, 300, 30)
+    gone.forget()
+    assert index.sweeping  # 64 entries per step: not done in the call
+    probe = request_keys(list(range(24)))
+    assert index.match(probe, ["gone", "kept"]) == {"gone": 0, "kept": 3}
+    assert len(gone) == 0
+    while not index.sweep():
+        pass
+    assert (len(index), index.blocks_of("kept"), sorted(index.endpoints())) == (30, 30, ["kept"])
