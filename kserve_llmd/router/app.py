@@ -41,6 +41,9 @@ from kserve_llmd.types import Clock
 
 log = logging.getLogger(__name__)
 
+#: Seconds between the sweeper's looks at the index (see ``Router._sweep``).
+SWEEP_INTERVAL = 0.05
+
 
 def settle_heap() -> None:
     """For a router PROCESS, once its router is listening: collect, then move every object alive now (the imported
@@ -71,6 +74,9 @@ class Router:
         spec = parse_scheduler(config.scheduler)  # phase 1: every config error surfaces here
         self.matcher_spec = spec.matcher
         self.index_stats = IndexStats()
+        #: The prefix index itself (None without a prefix matcher), for the sweeper of its lazy clears.
+        self.lru_index: LRUKVIndex | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.ingester: KVEventIngester | None = None
         self.matcher = self._build_matcher(spec.matcher)
         stale = self.metrics.stale
@@ -112,14 +118,29 @@ class Router:
             from kserve_llmd.router.approx import ApproximateMatcher
 
             return ApproximateMatcher(chunk_tokens=spec.block_size, capacity=spec.lru_capacity * 8,
-                                      index=MeteredKVIndex(LRUKVIndex(spec.lru_capacity * 8), self.index_stats))
+                                      index=MeteredKVIndex(self._lru(spec.lru_capacity * 8), self.index_stats))
         from kserve_llmd.router.matcher import PreciseMatcher
 
-        index = MeteredKVIndex(LRUKVIndex(), self.index_stats)
+        index = MeteredKVIndex(self._lru(), self.index_stats)
         self.ingester = KVEventIngester(index, clock=self.clock)
         ingester = self.ingester
         return PreciseMatcher(index, block_size=lambda m: ingester.block_sizes.get(m),
                               default_block_size=spec.block_size)
+
+    def _lru(self, capacity: int = 1_000_000) -> LRUKVIndex:
+        self.lru_index = LRUKVIndex(capacity)
+        return self.lru_index
+
+    async def _sweep(self) -> None:
+        """Finish the index's lazy clears (an endpoint removed, an engine restarted) in small steps, even when no KV
+        event arrives to drive them: each step is under a millisecond, and the loop yields between steps."""
+        index = self.lru_index
+        assert index is not None
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            while index.sweeping:
+                index.sweep()
+                await asyncio.sleep(0)
 
     def _index_stats(self) -> dict[str, float]:
         out: dict[str, float] = {f"index_{k}_total": float(v) for k, v in asdict(self.index_stats).items()}
@@ -172,6 +193,8 @@ class Router:
             if self.ingester is not None:
                 await self.ingester.start()
             self._watch_task = asyncio.create_task(self._watch(), name="router discovery watch")
+            if self.lru_index is not None:
+                self._sweeper = asyncio.create_task(self._sweep(), name="router index sweeper")
             self._runner = web.AppRunner(
                 self.app, handler_cancellation=True, access_log=None,
                 max_line_size=cfg.limits.max_header_bytes, max_field_size=cfg.limits.max_header_bytes,
@@ -193,11 +216,12 @@ class Router:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
-            self._watch_task = None
+        for task in (self._watch_task, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch_task = self._sweeper = None
         await self.scraper.aclose()
         if self.ingester is not None:
             await self.ingester.aclose()
