@@ -94,5 +94,5 @@ async def run_config(config: str, spec: ClusterSpec, scenario: Scenario, *, logs
     finally:
         for process in reversed(started):
             await process.aclose()
-    records = [r for level in levels for r in level.records]
+    records = [*runner.warmup_records, *(r for level in levels for r in level.records)]
     return ConfigResult(RunSummary(config=config, target=target, levels=[lv.summary for lv in levels]), records)

@@ -58,7 +58,8 @@ async def bench_target(target: str, scenario: Scenario, *, out_dir: Path, stem: 
     levels = await runner.run()
     report = _new_report(scenario, command, {"target": target})
     report.runs.append(RunSummary(config=label, target=target, levels=[lv.summary for lv in levels]))
-    report_mod.write_records(_records_path(out_dir, stem), label, (r for lv in levels for r in lv.records))
+    report_mod.write_records(_records_path(out_dir, stem), label,
+                             [*runner.warmup_records, *(r for lv in levels for r in lv.records)])
     _finish(report, out_dir, stem, started)
     return report
 

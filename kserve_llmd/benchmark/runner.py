@@ -3,7 +3,9 @@
 Flow per level: scrape the engines' prefix-cache counters → send requests on the arrival schedule (Poisson at the
 level's QPS, N closed-loop workers, or the trace's own timestamps); the first ``warmup`` requests of the level are
 sent the same way but flagged and left out of every statistic → wait for every request → scrape again → summarise.
-One workload iterator runs through all levels (a shared-prefix workload keeps cycling through its prompts).
+A ``warmup_stage`` runs first, the same way, every request flagged and nothing summarised (its records are kept in
+``warmup_records``). One workload iterator runs through all levels, unless the workload restarts at every level
+(``restarts_each_level``: inference-perf's shared-prefix order), which then gets a fresh, identically seeded one.
 """
 
 from __future__ import annotations
@@ -57,35 +59,43 @@ class Runner:
         self.show_progress = show_progress
         self.label = label
         self.headers = dict(headers or {})  # added to every request (e.g. a router's version pin)
-        self._workload_rng = random.Random(rng.getrandbits(64))
+        self.warmup_records: list[RequestRecord] = []  # the warm-up stage's requests (none without one)
+        self._workload_seed = rng.getrandbits(64)
         self._arrival_rng = random.Random(rng.getrandbits(64))
+
+    def _workload(self) -> Iterator[BenchRequest]:
+        return self.scenario.workload.generate(random.Random(self._workload_seed))
 
     async def run(self) -> list[LevelResult]:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         async with aiohttp.ClientSession(connector=connector) as session:
             model = self.model or await discover_model(session, self.target)
-            workload = self.scenario.workload.generate(self._workload_rng)
+            restart = self.scenario.workload.restarts_each_level()
+            workload = self._workload()
+            warmup = self.scenario.load.warmup_level()
+            if warmup is not None:
+                self.warmup_records = (await self._level(session, model, warmup, workload)).records
             results = []
             for level in self.scenario.load.levels():
+                if restart:
+                    workload = self._workload()
                 results.append(await self._level(session, model, level, workload))
             return results
 
-    def _planned(self) -> int | None:
+    def _planned(self, level: Level) -> int | None:
         load = self.scenario.load
-        if load.num_requests is not None:
-            return load.num_requests + load.warmup
-        return None
+        planned = load.num_requests + load.warmup if load.num_requests is not None and level.measured else None
+        if level.qps is not None and level.duration_s is not None:  # the warm-up is sent within the duration
+            by_time = round(level.qps * level.duration_s)
+            planned = by_time if planned is None else min(planned, by_time)
+        return planned
 
     async def _level(self, session: aiohttp.ClientSession, model: str, level: Level,
                      workload: Iterator[BenchRequest]) -> LevelResult:
         load = self.scenario.load
-        before = await self._scrape(session)
+        before = await self._scrape(session) if level.measured else None
         prefix = f"{self.label} " if self.label else ""
-        planned = self._planned()
-        if level.qps is not None and load.duration_s is not None:  # the warm-up is sent within the duration
-            by_time = round(level.qps * load.duration_s)
-            planned = by_time if planned is None else min(planned, by_time)
-        progress = Progress(f"{prefix}{level.label}", planned, enabled=self.show_progress)
+        progress = Progress(f"{prefix}{level.label}", self._planned(level), enabled=self.show_progress)
         origin = self.clock()
 
         async def one(request: BenchRequest, warmup: bool) -> RequestRecord:
@@ -96,11 +106,11 @@ class Runner:
             return record
 
         if level.concurrency is not None:
-            records = await self._closed_loop(level.concurrency, workload, one, origin)
+            records = await self._closed_loop(level, workload, one, origin)
         else:
             records = await self._open_loop(level, workload, one, origin)
         progress.close()
-        after = await self._scrape(session)
+        after = await self._scrape(session) if level.measured else None
         summary = summarize(level.label, records, self.scenario.slo, qps=level.qps, concurrency=level.concurrency,
                             x=level.x)
         if isinstance(before, str) or isinstance(after, str):
@@ -109,46 +119,67 @@ class Runner:
             summary.engine_hit_rate = (after - before).hit_rate
         return LevelResult(summary, records)
 
-    def _stop(self, sent: int, elapsed_s: float) -> bool:
+    def _stop(self, level: Level, sent: int, elapsed_s: float) -> bool:
         load = self.scenario.load
-        if load.num_requests is not None and sent >= load.num_requests + load.warmup:
+        if level.measured and load.num_requests is not None and sent >= load.num_requests + load.warmup:
             return True
-        return load.duration_s is not None and elapsed_s >= load.duration_s
+        return level.duration_s is not None and elapsed_s >= level.duration_s
+
+    def _is_warmup(self, level: Level, sent: int) -> bool:
+        return not level.measured or sent < self.scenario.load.warmup
+
+    def _schedule(self, level: Level, workload: Iterator[BenchRequest]) -> Iterator[tuple[float, BenchRequest, bool]]:
+        """An open-loop level's (send offset in s, request, warm-up?) in order, until the level's stop rule."""
+        offsets = poisson_offsets(self._arrival_rng, level.qps) if level.qps is not None else None
+        for sent, request in enumerate(workload):
+            offset = next(offsets) if offsets is not None else (request.arrival_s or 0.0)
+            if self._stop(level, sent, offset):
+                return
+            yield offset, request, self._is_warmup(level, sent)
+
+    def plan(self) -> Iterator[tuple[Level, list[BenchRequest]]]:
+        """What ``run`` would send, level by level (the warm-up stage first), without sending anything. Open-loop
+        levels only: a closed loop's sequence depends on response times. Like ``run``, use a Runner once."""
+        restart = self.scenario.workload.restarts_each_level()
+        workload = self._workload()
+        warmup = self.scenario.load.warmup_level()
+        for level in ([warmup] if warmup is not None else []) + self.scenario.load.levels():
+            if level.concurrency is not None:
+                raise ValueError(f"{level.label}: a closed loop's requests depend on response times; no plan")
+            if restart and level.measured:
+                workload = self._workload()
+            yield level, [request for _, request, _ in self._schedule(level, workload)]
 
     async def _open_loop(self, level: Level, workload: Iterator[BenchRequest], one: _Send,
                          origin: int) -> list[RequestRecord]:
         tasks: list[asyncio.Task[RequestRecord]] = []
-        offsets = poisson_offsets(self._arrival_rng, level.qps) if level.qps is not None else None
         try:
-            for sent, request in enumerate(workload):
-                offset = next(offsets) if offsets is not None else (request.arrival_s or 0.0)
-                if self._stop(sent, offset):
-                    break
+            for offset, request, warmup in self._schedule(level, workload):
                 delay = origin + offset * 1e9 - self.clock()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                tasks.append(asyncio.create_task(one(request, sent < self.scenario.load.warmup)))
+                tasks.append(asyncio.create_task(one(request, warmup)))
             return list(await asyncio.gather(*tasks))
         finally:
             for task in tasks:
                 task.cancel()
 
-    async def _closed_loop(self, concurrency: int, workload: Iterator[BenchRequest], one: _Send,
+    async def _closed_loop(self, level: Level, workload: Iterator[BenchRequest], one: _Send,
                            origin: int) -> list[RequestRecord]:
         records: list[RequestRecord] = []
         sent = 0
 
         async def worker() -> None:
             nonlocal sent
-            while not self._stop(sent, (self.clock() - origin) / 1e9):
+            while not self._stop(level, sent, (self.clock() - origin) / 1e9):
                 request = next(workload, None)
                 if request is None:
                     return
-                warmup = sent < self.scenario.load.warmup
+                warmup = self._is_warmup(level, sent)
                 sent += 1
                 records.append(await one(request, warmup))
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(level.concurrency or 1)))
         return records
 
     async def _scrape(self, session: aiohttp.ClientSession) -> engine_metrics.PrefixCounters | str | None:

@@ -9,6 +9,11 @@ slo: {ttft_ms: 2000, itl_ms: 100}
 seed: 0
 ```
 
+``duration_s`` is one number for every level or a list with one per level (inference-perf's per-stage
+``duration``). ``warmup_stage: {qps, duration_s}`` is a Poisson stage sent before the ladder and never reported
+(llm-d's benchmarks open with one that seats the working set in the caches); ``warmup`` instead leaves the first N
+requests of EVERY level out of the statistics.
+
 Names (``--scenario shared-prefix``) resolve to ``<dir>/<name>.yaml`` in ``./benchmarks/scenarios``, then in the
 checkout's ``benchmarks/scenarios``, then in the package (``demo``).
 """
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from kserve_llmd.benchmark.workloads import WorkloadSpec
 from kserve_llmd.errors import ConfigError
@@ -30,18 +35,28 @@ class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WarmupStage(_Base):
+    """Poisson arrivals at ``qps`` for ``duration_s`` before the ladder; sent like a level, never reported."""
+
+    qps: PositiveFloat
+    duration_s: PositiveFloat
+
+
 class LoadSpec(_Base):
     qps: list[float] | None = None
     concurrency: list[int] | None = None
     arrival: Literal["poisson", "trace"] = "poisson"
-    duration_s: float | None = Field(default=None, gt=0)
+    duration_s: PositiveFloat | list[PositiveFloat] | None = None  # one for all levels, or one per level
     num_requests: int | None = Field(default=None, ge=1)
     warmup: int = Field(default=0, ge=0)  # per level: the first N requests of each level are not measured
+    warmup_stage: WarmupStage | None = None
     request_timeout_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> LoadSpec:
         if self.arrival == "trace":
+            if isinstance(self.duration_s, list) or self.warmup_stage is not None:
+                raise ValueError("a trace replay takes one load.duration_s and no load.warmup_stage")
             return self
         if (self.qps is None) == (self.concurrency is None):
             raise ValueError("give exactly one of load.qps (a Poisson QPS ladder) or load.concurrency")
@@ -51,15 +66,33 @@ class LoadSpec(_Base):
             raise ValueError("load.concurrency must be a non-empty list of integers ≥ 1")
         if self.duration_s is None and self.num_requests is None:
             raise ValueError("give load.duration_s or load.num_requests (or both: the first reached stops a level)")
+        levels = len(self.qps or self.concurrency or ())
+        if isinstance(self.duration_s, list) and len(self.duration_s) != levels:
+            raise ValueError(f"load.duration_s lists {len(self.duration_s)} durations for {levels} levels: "
+                             "give one per level, or one number for all (--duration)")
         return self
+
+    def _durations(self, n: int) -> list[float | None]:
+        if isinstance(self.duration_s, list):
+            return list(self.duration_s)
+        return [self.duration_s] * n
 
     def levels(self) -> list[Level]:
         if self.arrival == "trace":
-            return [Level("trace")]
+            return [Level("trace", duration_s=self._durations(1)[0])]
         if self.qps is not None:
-            return [Level(f"qps={q:g}", qps=q) for q in self.qps]
+            return [Level(f"qps={q:g}", qps=q, duration_s=d) for q, d in zip(self.qps, self._durations(len(self.qps)),
+                                                                              strict=True)]
         assert self.concurrency is not None
-        return [Level(f"concurrency={c}", concurrency=c) for c in self.concurrency]
+        return [Level(f"concurrency={c}", concurrency=c, duration_s=d)
+                for c, d in zip(self.concurrency, self._durations(len(self.concurrency)), strict=True)]
+
+    def warmup_level(self) -> Level | None:
+        """The warm-up stage as an unmeasured level, or None."""
+        stage = self.warmup_stage
+        if stage is None:
+            return None
+        return Level(f"warm-up qps={stage.qps:g}", qps=stage.qps, duration_s=stage.duration_s, measured=False)
 
 
 class SLO(_Base):
@@ -97,6 +130,8 @@ class Level:
     label: str
     qps: float | None = None
     concurrency: int | None = None
+    duration_s: float | None = None  # arrivals stop after this long (None: only num_requests ends the level)
+    measured: bool = True  # False for the warm-up stage: every request is warm-up and nothing is summarised
 
     @property
     def x(self) -> float:

@@ -4,8 +4,11 @@ Prompts are made of the built-in tokenizer's synthetic words (``word_for_id``), 
 lengths are exact under the simulator and the router's default tokenizer.
 
 - ``shared-prefix`` (inference-perf's ``shared_prefix``): ``num_groups`` system prompts of ``system_prompt_len``
-  tokens, each followed by ``prompts_per_group`` distinct questions of ``question_len`` tokens; all
-  groups × prompts are sent in a seeded random order, and the order is reshuffled on every pass.
+  tokens, each followed by ``prompts_per_group`` distinct questions of ``question_len`` tokens. ``order``:
+  ``inference-perf`` (default) shuffles the groups × prompts ONCE and cycles through that fixed order, and every
+  level of the ladder starts again from its first prompt, as inference-perf does (its generator shuffles once at
+  start-up and its load generator calls ``get_data()`` afresh for every stage); ``reshuffled`` is one stream
+  through the whole run, reshuffled after every full pass (this harness's original order).
 - ``multi-turn``: chat sessions with a growing history (system prompt, then user/assistant turns); each request
   carries ``x-session-id``. Turns are sent in waves (turn k of every session before turn k+1 of any), so the
   previous turn of a session has usually finished before the next one starts. Assistant turns in the history are
@@ -39,6 +42,10 @@ def random_words(rng: random.Random, n: int) -> str:
 class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def restarts_each_level(self) -> bool:
+        """True when every level of the ladder replays the workload from its start (a fresh ``generate``)."""
+        return False
+
 
 class SharedPrefix(_Base):
     type: Literal["shared-prefix"] = "shared-prefix"
@@ -47,6 +54,10 @@ class SharedPrefix(_Base):
     system_prompt_len: Length
     question_len: Length
     output_len: Length
+    order: Literal["inference-perf", "reshuffled"] = "inference-perf"
+
+    def restarts_each_level(self) -> bool:
+        return self.order == "inference-perf"
 
     def mean_prompt_tokens(self) -> float:
         return mean_length(self.system_prompt_len) + mean_length(self.question_len)
@@ -59,13 +70,16 @@ class SharedPrefix(_Base):
                 prompt = f"{system} {random_words(rng, sample_length(self.question_len, rng))}"
                 prompts.append((group, prompt, sample_length(self.output_len, rng)))
         counter = itertools.count()
+        order = list(range(len(prompts)))
+        rng.shuffle(order)
         while True:
-            order = list(range(len(prompts)))
-            rng.shuffle(order)
             for i in order:
                 group, prompt, output = prompts[i]
                 yield BenchRequest(index=next(counter), prompt=prompt, max_tokens=output,
                                    prompt_tokens=prompt.count(" ") + 1, group=f"g{group}")
+            if self.order == "reshuffled":
+                order = list(range(len(prompts)))
+                rng.shuffle(order)
 
 
 class MultiTurn(_Base):

@@ -64,7 +64,7 @@ class IngestStats:
     replays: int = 0  # replay requests that filled their gap
     replay_failures: int = 0  # replay requests that failed or came back incomplete
     resets: int = 0  # endpoint entries dropped (gap without replay, failed replay, restart, publisher reconnect)
-    restarts: int = 0  # new publisher incarnation: sequence went backwards, or the SUB reconnected (see events/incarnation.py)
+    restarts: int = 0  # new publisher incarnation: sequence went back, or the SUB reconnected (events/incarnation.py)
 
 
 def _salt_from_extra(extra: object, lora: str | None) -> str | None:

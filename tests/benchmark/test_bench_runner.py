@@ -49,6 +49,44 @@ async def test_poisson_ladder_excludes_warmup_and_reads_engine_counters(engine: 
     assert engine.bodies[0]["model"] == "double-model"
 
 
+async def test_warmup_stage_runs_first_and_is_never_reported(engine: EngineDouble) -> None:
+    scenario = _scenario({"warmup_stage": {"qps": 400, "duration_s": 0.02}, "qps": [400], "num_requests": 4})
+    runner = Runner(engine.url, scenario, rng=random.Random(0), engine_metrics_urls=[engine.url],
+                    show_progress=False)
+    levels = await runner.run()
+    assert runner.warmup_records
+    assert all(r.warmup and r.level == "warm-up qps=400" for r in runner.warmup_records)
+    assert [lv.summary.level for lv in levels] == ["qps=400"]
+    assert levels[0].summary.measured == 4
+    assert len(engine.bodies) == len(runner.warmup_records) + 4
+
+
+def _plan(scenario: scenario_mod.Scenario) -> list[tuple[str, list[str | None]]]:
+    plan = Runner("", scenario, rng=random.Random(0), show_progress=False).plan()
+    return [(level.label, [r.prompt for r in requests]) for level, requests in plan]
+
+
+def test_plan_restarts_inference_perf_order_at_every_level_with_per_level_durations() -> None:
+    load = {"warmup_stage": {"qps": 1000, "duration_s": 0.01}, "qps": [1000, 1000], "duration_s": [0.01, 0.02]}
+    plan = _plan(_scenario(load))
+    assert [label for label, _ in plan] == ["warm-up qps=1000", "qps=1000", "qps=1000"]
+    (_, warm), (_, first), (_, second) = plan
+    assert len(second) > len(first)  # twice the duration, about twice the requests
+    n = min(len(warm), len(first), len(second))
+    assert warm[:n] == first[:n] == second[:n]  # every stage starts again at the first prompt of one fixed order
+    reshuffled = _scenario(load).model_dump()
+    reshuffled["workload"]["order"] = "reshuffled"
+    continuous = _plan(scenario_mod.parse(reshuffled, "test"))
+    assert [len(prompts) for _, prompts in continuous] == [len(warm), len(first), len(second)]  # same arrivals
+    assert continuous[0][1][:6] == warm[:6]  # the same first pass of the 2 x 3 prompts
+    assert continuous[1][1] != first  # one stream through the run: the next level goes on where it stopped
+
+
+def test_plan_refuses_closed_loop_levels() -> None:
+    with pytest.raises(ValueError, match="closed loop"):
+        list(Runner("", _scenario({"concurrency": [2], "num_requests": 3}), rng=random.Random(0)).plan())
+
+
 async def test_concurrency_level_sends_the_requested_count(engine: EngineDouble) -> None:
     scenario = _scenario({"concurrency": [3], "num_requests": 7, "warmup": 1})
     levels = await Runner(engine.url, scenario, rng=random.Random(0), show_progress=False,
@@ -121,6 +159,13 @@ def test_scenario_overrides_and_errors() -> None:
                             "load": {"qps": [1]}}, "x")
     with pytest.raises(ConfigError, match="unknown scenario 'nope'"):
         scenario_mod.load("nope")
+    with pytest.raises(ConfigError, match="2 durations for 3 levels"):
+        _scenario({"qps": [1, 2, 3], "duration_s": [5, 6]})
+    with pytest.raises(ConfigError, match="warmup_stage"):
+        _scenario({"arrival": "trace", "warmup_stage": {"qps": 1, "duration_s": 1}})
+    per_level = _scenario({"qps": [1, 2], "duration_s": [5, 6]})
+    assert [lv.duration_s for lv in per_level.load.levels()] == [5, 6]
+    assert [lv.duration_s for lv in scenario_mod.with_overrides(per_level, duration_s=9).load.levels()] == [9, 9]
 
 
 def test_demo_plan_uses_the_packaged_scenario_and_lets_flags_override() -> None:

@@ -35,6 +35,22 @@ def test_shared_prefix_has_exact_lengths_and_shares_each_groups_system_prompt() 
     assert len({next(iter(p)) for p in by_group.values()}) == 3  # groups differ
 
 
+def test_shared_prefix_orders_inference_perf_fixed_or_reshuffled_per_pass() -> None:
+    fields = {"num_groups": 3, "prompts_per_group": 4, "system_prompt_len": 5, "question_len": 2, "output_len": 1}
+    fixed = SharedPrefix(**fields)  # inference-perf: shuffled once, that order cycled, restarted at every level
+    reshuffled = SharedPrefix(**fields, order="reshuffled")
+    assert fixed.order == "inference-perf"
+    assert fixed.restarts_each_level()
+    assert not reshuffled.restarts_each_level()
+    a = [r.prompt for r in itertools.islice(fixed.generate(random.Random(4)), 36)]
+    b = [r.prompt for r in itertools.islice(reshuffled.generate(random.Random(4)), 36)]
+    assert a[:12] == b[:12]  # the same prompts and the same first pass
+    assert a[12:24] == a[:12]
+    assert a[24:] == a[:12]
+    assert b[12:24] != b[:12]  # a new order every pass,
+    assert sorted(b[12:24]) == sorted(b[:12])  # every prompt once per pass
+
+
 def test_workloads_are_reproducible_from_the_seed() -> None:
     spec = SharedPrefix(num_groups=2, prompts_per_group=2, system_prompt_len=5, question_len=3, output_len=2)
     a = list(itertools.islice(spec.generate(random.Random(5)), 8))

@@ -1,0 +1,123 @@
+"""Prefix-cache hit-rate ceilings of a scenario, computed offline from the exact requests a run would send.
+
+A benchmark's engine hit rate cannot tell a miss that routing caused from one no router could avoid; this can. It
+takes the runner's own plan (``Runner.plan``: same seed, same Poisson arrival counts, warm-up stage, per-level
+restarts; nothing is sent) and reports, per level, Σ hit tokens / Σ prompt tokens under two idealisations:
+
+- ``unlimited``: unbounded caches and a router that always finds the longest cached prefix: a request hits the
+  longest run of its leading full blocks that ANY earlier prompt had, capped at ``(n - 1) // block_size`` blocks
+  (vLLM recomputes at least the last prompt token). Only the workload limits it.
+- ``partition``: each group (shared-prefix group, session; a request without one is its own) is pinned to one
+  engine, groups dealt round-robin in order of first appearance; every engine is the simulator's own
+  ``KVCacheManager`` with ``kv_blocks`` blocks (LRU eviction, a finished request's blocks queued tail first, its
+  output blocks cached too, as vLLM does); requests are served ONE AT A TIME to completion. That is an even static
+  placement with no blocks pinned by concurrently running requests: what a prefix-aware router that balances load
+  can expect. It is not a strict bound (a run whose placement is uneven can beat it by a little).
+
+``python -m kserve_llmd.benchmark.ceiling shared-prefix`` prints the table for a scenario; engines, KV-cache size
+and block size come from its ``cluster`` section unless given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kserve_llmd.benchmark import scenario as scenario_mod
+from kserve_llmd.benchmark.records import BenchRequest
+from kserve_llmd.benchmark.runner import Runner
+from kserve_llmd.simulator.block_pool import BlockPool
+from kserve_llmd.simulator.config import SimConfig
+from kserve_llmd.simulator.kv_manager import KVCacheManager
+from kserve_llmd.simulator.request import Sampling, SimRequest
+from kserve_llmd.tokenizer import BuiltinTokenizer
+
+_OUTPUT_TOKEN = 7  # generated tokens only need to exist: they are cached, never matched by another prompt
+
+
+@dataclass(frozen=True, slots=True)
+class LevelCeiling:
+    level: str
+    measured: bool  # False for the warm-up stage
+    requests: int
+    unlimited: float
+    partition: float
+
+
+def _tokens(request: BenchRequest, tokenizer: BuiltinTokenizer) -> list[int]:
+    if request.messages is not None:
+        return tokenizer.encode_chat(request.messages)
+    return tokenizer.encode(request.prompt or "")
+
+
+def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int,
+             block_size: int = 16) -> list[LevelCeiling]:
+    """Per level (warm-up stage first): the ``unlimited`` and ``partition`` hit rates of the module docstring."""
+    tokenizer = BuiltinTokenizer()
+    caches = [KVCacheManager(BlockPool(kv_blocks, block_size), root_hash=1) for _ in range(engines)]
+    placement: dict[str, int] = {}
+    seen: set[int] = set()  # every prompt block hash computed so far, on any engine
+    out = []
+    for level, requests in Runner("", scenario, rng=random.Random(scenario.seed), show_progress=False).plan():
+        queries = unlimited = partition = 0
+        for request in requests:
+            key = request.group or f"request-{request.index}"
+            kv = caches[placement.setdefault(key, len(placement) % engines)]
+            sim = SimRequest(request_id=f"{level.label}/{request.index}", prompt_token_ids=_tokens(request, tokenizer),
+                             sampling=Sampling(max_tokens=request.max_tokens), arrival=0.0)
+            hits, hit_tokens = kv.computed_blocks(sim)  # also hashes the prompt's full blocks
+            prompt_hashes = sim.block_hashes[:sim.num_tokens // block_size]
+            cap = min((sim.num_tokens - 1) // block_size, len(prompt_hashes))
+            matched = next((i for i, h in enumerate(prompt_hashes[:cap]) if h not in seen), cap)
+            seen.update(prompt_hashes)
+            if not kv.allocate_slots(sim, sim.num_tokens - hit_tokens, hits):
+                raise ValueError(f"a {sim.num_tokens}-token prompt does not fit in {kv_blocks} blocks")
+            sim.num_computed_tokens = sim.num_tokens
+            for _ in range(request.max_tokens - 1):  # the last token is sampled, never stored
+                sim.token_ids.append(_OUTPUT_TOKEN)
+                if not kv.allocate_slots(sim, 1):
+                    raise ValueError(f"a {sim.num_tokens}-token request does not fit in {kv_blocks} blocks")
+                sim.num_computed_tokens += 1
+            kv.free(sim)
+            queries += sim.num_prompt_tokens
+            unlimited += matched * block_size
+            partition += hit_tokens
+        out.append(LevelCeiling(level.label, level.measured, len(requests), unlimited / max(queries, 1),
+                                partition / max(queries, 1)))
+    return out
+
+
+def _flag(args: Sequence[str], name: str) -> str | None:
+    """The value of ``--name value`` or ``--name=value`` in a simulator command line, or None."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kserve_llmd.benchmark.ceiling", description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", help="scenario name or YAML path")
+    parser.add_argument("--engines", type=int, help="default: the scenario's cluster.engines")
+    parser.add_argument("--kv-cache-size", type=int, help="blocks per engine; default: the scenario's sim_args")
+    parser.add_argument("--block-size", type=int, help="tokens per block; default: the scenario's sim_args")
+    args = parser.parse_args(argv)
+    scenario = scenario_mod.load(args.scenario)
+    defaults = SimConfig()
+    sim_args = scenario.cluster.sim_args
+    engines = args.engines or scenario.cluster.engines
+    kv_blocks = args.kv_cache_size or int(_flag(sim_args, "--kv-cache-size") or defaults.kv_cache_size)
+    block_size = args.block_size or int(_flag(sim_args, "--block-size") or defaults.block_size)
+    print(f"{scenario.name}: {engines} engines x {kv_blocks} blocks of {block_size} tokens\n")
+    print("| level | requests | unlimited caches | even static placement, one at a time |\n|---|---|---|---|")
+    for c in ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size):
+        label = c.level if c.measured else f"{c.level} (not reported)"
+        print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()

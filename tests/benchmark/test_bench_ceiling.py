@@ -1,0 +1,46 @@
+"""Hit-rate ceilings: the unlimited-cache arithmetic by hand, and the simulator's LRU under a cyclic order."""
+
+from __future__ import annotations
+
+import pytest
+
+from kserve_llmd.benchmark import scenario as scenario_mod
+from kserve_llmd.benchmark.ceiling import _flag, ceilings, main
+
+
+def _scenario(order: str) -> scenario_mod.Scenario:
+    # 2 groups x 2 prompts of 32 shared + 32 own tokens (4 blocks of 16); 16 requests = 4 passes, one level
+    return scenario_mod.parse({
+        "name": "c",
+        "workload": {"type": "shared-prefix", "num_groups": 2, "prompts_per_group": 2, "system_prompt_len": 32,
+                     "question_len": 32, "output_len": 1, "order": order},
+        "load": {"qps": [1000], "num_requests": 16}}, "test")
+
+
+def test_unlimited_ceiling_matches_the_block_arithmetic() -> None:
+    (level,) = ceilings(_scenario("inference-perf"), engines=2, kv_blocks=1000)
+    # pass 1: each group's first prompt misses, its second hits the 2 shared blocks; later passes hit 3 blocks
+    # (a 64-token prompt can hit at most (64 - 1) // 16 = 3 blocks: vLLM recomputes the last token)
+    hits = 2 * 0 + 2 * 32 + 12 * 48
+    assert level.requests == 16
+    assert level.unlimited == pytest.approx(hits / (16 * 64))
+    assert level.partition == pytest.approx(level.unlimited)  # everything fits: placement loses nothing
+
+
+def test_a_cache_smaller_than_the_cycle_thrashes_under_the_fixed_order() -> None:
+    # one engine holding 2 groups' 2 shared + 2 x 2 own blocks = 12 blocks, with 10: LRU evicts each question's
+    # blocks just before the fixed order comes back to it, so only the shared blocks still hit
+    (fixed,) = ceilings(_scenario("inference-perf"), engines=1, kv_blocks=10)
+    assert fixed.partition == pytest.approx((2 * 32 + 12 * 32) / (16 * 64))
+    (reshuffled,) = ceilings(_scenario("reshuffled"), engines=1, kv_blocks=10)
+    assert reshuffled.partition >= fixed.partition
+
+
+def test_flag_reads_both_spellings_and_main_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _flag(["--kv-cache-size", "64", "--block-size=32"], "--kv-cache-size") == "64"
+    assert _flag(["--kv-cache-size", "64", "--block-size=32"], "--block-size") == "32"
+    assert _flag([], "--block-size") is None
+    main(["demo", "--engines", "2"])
+    out = capsys.readouterr().out
+    assert out.startswith("demo: 2 engines x 640 blocks of 16 tokens")
+    assert "| qps=24 |" in out
