@@ -74,6 +74,19 @@ def keep_alive_echo(server: Server) -> Script:
     return script
 
 
+def replying(answer: bytes, *, keep_open: bool = True) -> Callable[[Server], Script]:
+    """A server that reads one request, writes ``answer``, then holds the connection open (or closes it)."""
+    def script_for(server: Server) -> Script:
+        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(answer)
+            await writer.drain()
+            if keep_open:
+                await reader.read()
+        return script
+    return script_for
+
+
 def test_origin_parse() -> None:
     o = Origin.parse("http://10.0.0.1:8000")
     assert (o.host, o.port, o.tls, o.base_path, o.host_header) == ("10.0.0.1", 8000, False, "", b"10.0.0.1:8000")
@@ -136,15 +149,7 @@ async def test_chunked_body_reaches_the_sink_in_order_including_parts_before_rel
 
 
 async def test_read_keeps_at_most_limit_bytes() -> None:
-    def script_for(server: Server) -> Script:
-        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(b"HTTP/1.1 500 Internal\r\nContent-Length: 10\r\n\r\n0123456789")
-            await writer.drain()
-            await reader.read()
-        return script
-
-    async with serving(script_for) as server:
+    async with serving(replying(b"HTTP/1.1 500 Internal\r\nContent-Length: 10\r\n\r\n0123456789")) as server:
         p = pool()
         ex = await p.request(server.url, "/x", b"", b"{}")
         await ex.head()
@@ -154,14 +159,8 @@ async def test_read_keeps_at_most_limit_bytes() -> None:
 
 
 async def test_body_delimited_by_connection_close_is_complete() -> None:
-    def script_for(server: Server) -> Script:
-        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-            await writer.drain()
-        return script
-
-    async with serving(script_for) as server:
+    closing = replying(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", keep_open=False)
+    async with serving(closing) as server:
         p = pool()
         ex = await p.request(server.url, "/x", b"", b"{}")
         await ex.head()
@@ -171,15 +170,8 @@ async def test_body_delimited_by_connection_close_is_complete() -> None:
 
 
 async def test_interim_1xx_answer_is_skipped() -> None:
-    def script_for(server: Server) -> Script:
-        async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await server.read_request(reader)
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-            await reader.read()
-        return script
-
-    async with serving(script_for) as server:
+    interim = replying(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+    async with serving(interim) as server:
         p = pool()
         ex = await p.request(server.url, "/x", b"", b"{}")
         await ex.head()
