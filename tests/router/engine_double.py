@@ -46,6 +46,9 @@ class EngineDouble:
     gate: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
     url: str = ""
     _runner: web.AppRunner | None = None
+    #: Streams: when > 0, each chunk carries this many bytes of payload, and ``sent_bytes`` counts what was written.
+    chunk_bytes: int = 0
+    sent_bytes: int = 0
     _served: weakref.WeakSet[object] = field(default_factory=weakref.WeakSet)  # transports
 
     async def start(self) -> str:
@@ -118,7 +121,9 @@ class EngineDouble:
             for i in range(self.chunks):
                 if self.mode == "gated":
                     await self.gate.get()
-                await out.write(b"data: " + orjson.dumps({"choices": [{"index": 0, "text": f"t{i}"}]}) + b"\n\n")
+                text = f"t{i}" if not self.chunk_bytes else f"{i % 10}" * self.chunk_bytes
+                await out.write(b"data: " + orjson.dumps({"choices": [{"index": 0, "text": text}]}) + b"\n\n")
+                self.sent_bytes += len(text)
                 if self.mode == "die_mid_stream":
                     assert request.transport is not None
                     request.transport.close()

@@ -70,6 +70,27 @@ async def test_stream_is_passed_through_chunk_by_chunk() -> None:
         assert (received + rest).endswith(b"data: [DONE]\n\n")
 
 
+async def test_slow_client_pauses_reading_from_the_engine() -> None:
+    """A client that does not read: the router stops reading from the engine once the client's socket buffer is
+    full, so the engine's own writes block (nothing piles up in the router); then every byte arrives in order."""
+    total = 800 * 64 * 1024  # 50 MiB: far more than the loopback sockets' buffers (a few MiB each way) can hold
+    async with EngineDouble(chunks=800, chunk_bytes=64 * 1024) as eng, running_router([eng]) as router, \
+            aiohttp.ClientSession() as client:
+        async with client.post(router.url + "/v1/completions", json={**COMPLETION, "stream": True}) as resp:
+            assert resp.status == 200
+            await asyncio.sleep(0.5)  # the client reads nothing meanwhile
+            stalled_at = eng.sent_bytes
+            assert stalled_at < total // 2
+            await asyncio.sleep(0.2)
+            assert eng.sent_bytes == stalled_at  # still stalled: the router is not buffering the stream
+            body = await resp.read()
+        texts = [orjson.loads(line.removeprefix(b"data: "))["choices"][0]["text"]
+                 for line in body.split(b"\n\n") if line.startswith(b"data: {")]
+        assert len(texts) == 800
+        assert all(t == f"{i % 10}" * 64 * 1024 for i, t in enumerate(texts))
+        assert eng.sent_bytes == total
+
+
 async def test_client_disconnect_cancels_upstream() -> None:
     async with EngineDouble(mode="gated", chunks=5) as eng, running_router([eng]) as router:
         async with aiohttp.ClientSession() as client:
