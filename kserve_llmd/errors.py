@@ -2,7 +2,8 @@
 
 Every error the package raises on purpose is a ``KserveLlmdError``. Errors that reach an HTTP client carry their
 status and their OpenAI error type, and are turned into a response in exactly one place
-(``kserve_llmd.http.error_response``)::
+(``kserve_llmd.http.error_body``, which the simulator's aiohttp ``error_response`` and the router's own server's
+``Response.error`` both wrap)::
 
     KserveLlmdError
     ├── ConfigError                  bad configuration at start-up (message names the field or plugin)
@@ -12,7 +13,10 @@ status and their OpenAI error type, and are turned into a response in exactly on
     │   ├── AuthenticationError  401   missing or wrong API key
     │   ├── ForbiddenError       403   e.g. a P/D header naming an endpoint the router does not know
     │   ├── ModelNotFoundError   404   no such model (or LoRA) served here
-    │   ├── BodyTooLargeError    413   body or headers over the configured limit
+    │   ├── RouteNotFoundError   404   no such path
+    │   ├── MethodNotAllowedError 405  a known path, another method
+    │   ├── BodyTooLargeError    413   body over the configured limit
+    │   ├── HeadersTooLargeError 431   URL or headers over the configured limit
     │   └── RateLimitedError     429   load shedding
     ├── UpstreamError          5xx   an engine's fault or absence
     │   ├── UpstreamFailedError  502   engine answered badly, died mid-stream or refused the connection
@@ -85,9 +89,24 @@ class ModelNotFoundError(RequestError):
     error_type = "NotFoundError"
 
 
+class RouteNotFoundError(RequestError):
+    status = 404
+    error_type = "NotFoundError"
+
+
+class MethodNotAllowedError(RequestError):
+    status = 405
+    error_type = "MethodNotAllowedError"
+
+
 class BodyTooLargeError(RequestError):
     status = 413
     error_type = "RequestEntityTooLarge"
+
+
+class HeadersTooLargeError(RequestError):
+    status = 431
+    error_type = "RequestHeaderFieldsTooLarge"
 
 
 class RateLimitedError(RequestError):

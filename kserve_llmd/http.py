@@ -1,4 +1,5 @@
-"""HTTP helpers shared by the simulator and the router (aiohttp): body reading with limits, OpenAI errors."""
+"""HTTP helpers: the OpenAI error body (for every server here), and for aiohttp (the simulator's server) body
+reading with limits and responses."""
 
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return web.Response(body=orjson.dumps(body), status=status, content_type=JSON_CONTENT_TYPE, headers=headers)
 
 
+def error_body(exc: KserveLlmdError) -> bytes:
+    """The one place an error becomes an HTTP body (OpenAI-shaped); its status is ``exc.status``."""
+    return orjson.dumps(exc.to_openai())
+
+
 def error_response(exc: KserveLlmdError) -> web.Response:
-    """The one place an error becomes an HTTP response (OpenAI-shaped body)."""
-    return json_response(exc.to_openai(), status=exc.status)
+    """``error_body`` as an aiohttp response."""
+    return web.Response(body=error_body(exc), status=exc.status, content_type=JSON_CONTENT_TYPE)
 
 
 async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """``Router``: wires discovery, the endpoint registry, the scraper, the KV-event ingester, the scheduler and the
-proxy into one aiohttp application, with a lifespan (``start()`` / ``aclose()``, or ``async with``).
+proxy behind the router's own HTTP server (``server.py``), with a lifespan (``start()`` / ``aclose()``, or
+``async with``).
 
 Construction does no I/O (it parses and builds the scheduler, so a bad config fails before anything listens);
 ``start()`` opens the shared client session, reads each endpoint's models and KV-event source, starts the scrape
@@ -17,10 +18,8 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from kserve_llmd.errors import ConfigError
 from kserve_llmd.router.config import RouterConfig
@@ -34,6 +33,7 @@ from kserve_llmd.router.plugins._base import PluginDeps
 from kserve_llmd.router.proxy import Proxy
 from kserve_llmd.router.registry import MatcherSpec, build_scheduler, parse_scheduler
 from kserve_llmd.router.scraper import Scraper, fetch_kv_event_sources
+from kserve_llmd.router.server import HttpServer, Routes, ServerLimits
 from kserve_llmd.router.tokenization import RequestTokenizer, build_tokenization
 from kserve_llmd.router.traffic import TrafficAdmin, TrafficSplit
 from kserve_llmd.router.upstream import UpstreamPool
@@ -100,12 +100,12 @@ class Router:
         self.proxy = Proxy(config, self.endpoints, self.scheduler, self.metrics, self.pool, self.tokenization,
                            traffic=self.traffic, pd=self.pd)
         self.metrics.attach_state(self.endpoints, self._index_stats if spec.matcher is not None else None)
-        self.app = web.Application(client_max_size=config.limits.max_body_bytes)
-        self.proxy.add_routes(self.app)
+        self.routes = Routes()
+        self.proxy.add_routes(self.routes)
         TrafficAdmin(self.traffic, auth=self.proxy.authorize, ensure_endpoints=self._ensure_endpoints).add_routes(
-            self.app
+            self.routes
         )
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._url: str | None = None
 
@@ -195,27 +195,20 @@ class Router:
             self._watch_task = asyncio.create_task(self._watch(), name="router discovery watch")
             if self.lru_index is not None:
                 self._sweeper = asyncio.create_task(self._sweep(), name="router index sweeper")
-            self._runner = web.AppRunner(
-                self.app, handler_cancellation=True, access_log=None,
-                max_line_size=cfg.limits.max_header_bytes, max_field_size=cfg.limits.max_header_bytes,
-            )
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, cfg.host, cfg.port, backlog=cfg.limits.listen_backlog)
-            await site.start()
+            self._server = HttpServer(self.routes, ServerLimits(
+                max_body=cfg.limits.max_body_bytes, max_field=cfg.limits.max_header_bytes,
+                idle_timeout=cfg.timeouts.client_idle))
+            host, port = await self._server.start(cfg.host, cfg.port, cfg.limits.listen_backlog)
         except BaseException:
             await self.aclose()
             raise
-        server = site._server
-        assert server is not None
-        sockets: Any = getattr(server, "sockets", None) or []
-        host, port = sockets[0].getsockname()[:2]
         self._url = f"http://{host}:{port}"
         log.info("router listening on %s with %d endpoint(s)", self._url, len(self.endpoints))
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.aclose(self.config.timeouts.shutdown_grace)
+            self._server = None
         for task in (self._watch_task, self._sweeper):
             if task is not None:
                 task.cancel()

@@ -105,11 +105,16 @@ class EndpointSpec(_Strict):
 
 
 class TimeoutsConfig(_Strict):
-    """Upstream timeouts in seconds. ``first_byte`` also bounds the idle time between chunks."""
+    """Timeouts in seconds. Upstream: ``connect``, ``first_byte`` (also the longest silence between chunks),
+    ``total``. Client side: ``client_idle``, ``shutdown_grace``."""
 
     connect: float = Field(default=5.0, gt=0)
     first_byte: float = Field(default=600.0, gt=0)  # long prefills take minutes
     total: float = Field(default=3600.0, gt=0)
+    #: A client's kept-alive connection is closed when no complete request head arrives within this.
+    client_idle: float = Field(default=75.0, gt=0)
+    #: On shutdown, requests in flight get this long to finish before they are cut.
+    shutdown_grace: float = Field(default=60.0, ge=0)
 
 
 class LimitsConfig(_Strict):

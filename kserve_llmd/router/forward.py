@@ -9,7 +9,7 @@
 
 Retries: only a connect failure (refused, connect timeout, a pooled connection dropped before any answer) moves on
 to the next endpoint; nothing is retried once the engine answered, so nothing is retried after bytes reached the
-client. A client that disconnects cancels the handler (aiohttp's ``handler_cancellation``), and ``Exchange.close``
+client. A client that disconnects cancels the handler (``server.py`` cancels its task), and ``Exchange.close``
 aborts the upstream connection: the engine sees the abort and frees the request. A slow client pauses reading from
 the engine until its socket drains (the engine's own flow control does the rest).
 """
@@ -17,19 +17,17 @@ the engine until its socket drains (the engine's own flow control does the rest)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
 import orjson
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from kserve_llmd.errors import UpstreamFailedError, UpstreamTimeoutError
-from kserve_llmd.http import JSON_CONTENT_TYPE, SSE_HEADERS, error_response
+from kserve_llmd.http import JSON_CONTENT_TYPE, SSE_HEADERS
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.metrics import RouterMetrics
+from kserve_llmd.router.server import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.upstream import (
     Exchange,
     UpstreamBroken,
@@ -42,6 +40,7 @@ from kserve_llmd.router.upstream import (
 log = logging.getLogger(__name__)
 
 REQUEST_ID = "X-Request-Id"
+REQUEST_ID_KEY = REQUEST_ID.lower()  # as ``Request.headers`` keys it
 # Not forwarded upstream: hop-by-hop headers, the ones the upstream client writes itself, and compression (the
 # bytes are passed through as they are).
 _DROP = frozenset(
@@ -80,7 +79,7 @@ class Forwarder:
 
     # ------------------------------------------------------------------------------------------- headers
 
-    def raw_headers(self, request: web.Request, request_id: str) -> bytes:
+    def raw_headers(self, request: Request, request_id: str) -> bytes:
         """The client's headers for the engine, as ``Name: value\\r\\n`` lines (the bytes as received)."""
         drop_auth = self._drop_auth
         lines = []
@@ -92,22 +91,22 @@ class Forwarder:
         lines.append(b"X-Request-Id: %b\r\n" % request_id.encode())
         return b"".join(lines)
 
-    def headers(self, request: web.Request, request_id: str) -> CIMultiDict[str]:
+    def headers(self, request: Request, request_id: str) -> CIMultiDict[str]:
         """The same headers for an ``aiohttp`` client request (the P/D prefill step)."""
         out: CIMultiDict[str] = CIMultiDict()
-        for key, value in request.headers.items():
-            low = key.lower()
-            if low in _DROP or (self._drop_auth and low == "authorization"):
+        for name, value in request.raw_headers:
+            low = name.lower()
+            if low in _DROP_RAW or (self._drop_auth and low == b"authorization"):
                 continue
-            out.add(key, value)
+            out.add(name.decode("latin-1"), value.decode("latin-1"))
         out[REQUEST_ID] = request_id
         return out
 
     # ------------------------------------------------------------------------------------------- forwarding
 
     async def forward(
-        self, request: web.Request, ctx: RequestContext, raw: bytes, targets: Sequence[Endpoint]
-    ) -> web.StreamResponse:
+        self, request: Request, ctx: RequestContext, raw: bytes, targets: Sequence[Endpoint]
+    ) -> Response | Stream:
         headers = self.raw_headers(request, ctx.request_id)
         tokens = ctx.prompt_tokens + ctx.max_tokens
         failures = []
@@ -127,13 +126,13 @@ class Forwarder:
             finally:
                 ep.inflight_requests -= 1
                 ep.inflight_tokens -= tokens
-        return error_response(UpstreamFailedError(
+        return Response.error(UpstreamFailedError(
             f"no endpoint could be reached after {len(targets)} attempt(s): {'; '.join(failures)}"
         ))
 
     async def _attempt(
-        self, request: web.Request, ctx: RequestContext, ep: Endpoint, raw: bytes, headers: bytes
-    ) -> web.StreamResponse:
+        self, request: Request, ctx: RequestContext, ep: Endpoint, raw: bytes, headers: bytes
+    ) -> Response | Stream:
         pool = self._pool()
         sent = pool.loop_time()
         ex = await pool.request(ep.url, ctx.path, headers, raw)  # UpstreamConnectError: the caller moves on
@@ -149,10 +148,10 @@ class Forwarder:
                 await ex.head()
         except UpstreamTimeout:
             self.count(ep.id, "timeout")
-            return error_response(UpstreamTimeoutError(f"endpoint {ep.id} did not answer in time"))
+            return Response.error(UpstreamTimeoutError(f"endpoint {ep.id} did not answer in time"))
         except UpstreamBroken as exc:
             self.count(ep.id, "upstream_failed")
-            return error_response(UpstreamFailedError(f"endpoint {ep.id} failed: {exc}"))
+            return Response.error(UpstreamFailedError(f"endpoint {ep.id} failed: {exc}"))
         finally:
             if ex.status == 0:  # no head: nothing more will be read from this exchange
                 ex.close()
@@ -167,19 +166,18 @@ class Forwarder:
         finally:
             ex.close()  # a no-op once the answer is complete (its connection is back in the pool); an abort otherwise
 
-    async def _pass_error(self, ctx: RequestContext, ep: Endpoint, ex: Exchange) -> web.Response:
+    async def _pass_error(self, ctx: RequestContext, ep: Endpoint, ex: Exchange) -> Response:
         try:
             body = await ex.read(self._max_error_body)
         except UpstreamError:
             body = b""
         self.count(ep.id, "upstream_error")
         content_type = ex.headers.get(b"content-type", b"").decode("latin-1") or JSON_CONTENT_TYPE
-        return web.Response(status=ex.status, body=body,
-                            headers={"Content-Type": content_type, REQUEST_ID: ctx.request_id})
+        return Response(body, ex.status, {"Content-Type": content_type, REQUEST_ID: ctx.request_id})
 
     async def _whole(
         self, ctx: RequestContext, ep: Endpoint, ex: Exchange, content_type: str, sent: float
-    ) -> web.StreamResponse:
+    ) -> Response:
         """A non-streaming answer of known, bounded size: read whole and sent in one write with its Content-Length.
         Nothing has reached the client yet, so an engine that dies or stalls in the middle of the body becomes a
         clean OpenAI-shaped 502 / 504 instead of a cut connection."""
@@ -189,35 +187,27 @@ class Forwarder:
             log.warning("request %s: %s failed mid-response: %s", ctx.request_id, ep.id, exc)
             if isinstance(exc, UpstreamTimeout):
                 self.count(ep.id, "timeout")
-                return error_response(UpstreamTimeoutError(f"endpoint {ep.id} stalled in the middle of its answer"))
+                return Response.error(UpstreamTimeoutError(f"endpoint {ep.id} stalled in the middle of its answer"))
             self.count(ep.id, "upstream_died")
             self.mark_down(ep, "died mid-response")
-            return error_response(UpstreamFailedError(f"endpoint {ep.id} failed mid-response: {exc}"))
+            return Response.error(UpstreamFailedError(f"endpoint {ep.id} failed mid-response: {exc}"))
         self._observe_ttft((ex.first_byte_at or self._pool().loop_time()) - sent)
         self.count(ep.id, "ok")
-        return web.Response(body=body, headers={"Content-Type": content_type, REQUEST_ID: ctx.request_id,
-                                                "X-Routed-To": ep.id})
+        return Response(body, 200, {"Content-Type": content_type, REQUEST_ID: ctx.request_id, "X-Routed-To": ep.id})
 
     async def _stream(
-        self, request: web.Request, ctx: RequestContext, ep: Endpoint, ex: Exchange, content_type: str, sse: bool,
+        self, request: Request, ctx: RequestContext, ep: Endpoint, ex: Exchange, content_type: str, sse: bool,
         sent: float,
-    ) -> web.StreamResponse:
-        out = web.StreamResponse(status=200)
-        if sse:
-            out.headers.update(SSE_HEADERS)
-        else:
-            out.headers["Content-Type"] = content_type
-        out.headers[REQUEST_ID] = ctx.request_id
-        out.headers["X-Routed-To"] = ep.id
-        out.enable_chunked_encoding()
-        # the head goes out as soon as the engine's does (as vLLM's own server does), then every chunk as it comes
-        writer = await out.prepare(request)
-        transport = request.transport
-        if writer is None or transport is None or transport.is_closing():  # the client is already gone
+    ) -> Response | Stream:
+        if request.client_gone:
             self.count(ep.id, "client_disconnected")
-            return out
-        writer.send_headers()
-        relay = _Relay(transport, writer, ex)
+            return Response(status=CLIENT_CLOSED)
+        headers = dict(SSE_HEADERS) if sse else {"Content-Type": content_type}
+        headers[REQUEST_ID] = ctx.request_id
+        headers["X-Routed-To"] = ep.id
+        # the head goes out as soon as the engine's does (as vLLM's own server does), then every chunk as it comes
+        out = Stream(request, 200, headers)
+        relay = _Relay(request, out, ex)
         ex.relay(relay)
         try:
             await ex.done()
@@ -231,23 +221,21 @@ class Forwarder:
                 self.count(ep.id, "upstream_died")
                 self.mark_down(ep, "died mid-stream")
             log.warning("request %s: %s failed mid-stream: %s", ctx.request_id, ep.id, exc)
-            if sse and not transport.is_closing():  # tell an SSE client in-band, as vLLM does for errors mid-stream
+            if sse and not request.client_gone:  # tell an SSE client in-band, as vLLM does for errors mid-stream
                 err = UpstreamFailedError(f"endpoint {ep.id} failed mid-stream: {exc}").to_openai()
-                relay(b"data: " + orjson.dumps(err) + b"\n\n")
-                with contextlib.suppress(ConnectionError):
-                    await out.write_eof()
+                out.chunk(b"data: " + orjson.dumps(err) + b"\n\n")
+                out.end()
             else:
-                transport.close()  # a truncated body must not look complete
+                out.abort()  # a truncated body must not look complete
             return out
         finally:
             relay.stop()
         if ex.first_byte_at is not None:
             self._observe_ttft(ex.first_byte_at - sent)
-        try:
-            await out.write_eof()
-        except ConnectionError:  # the client left after the last chunk (e.g. right after [DONE])
+        if request.client_gone:  # the client left after the last chunk (e.g. right after [DONE])
             self.count(ep.id, "client_disconnected")
             return out
+        out.end()
         self.count(ep.id, "ok")
         return out
 
@@ -273,11 +261,12 @@ class Forwarder:
 class _Relay:
     """The sink of a streamed answer: each body chunk, chunk-framed, straight onto the client's socket."""
 
-    __slots__ = ("_drain", "_ex", "_transport", "_writer")
+    __slots__ = ("_chunked", "_drain", "_ex", "_out", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, writer: AbstractStreamWriter, ex: Exchange) -> None:
-        self._transport = transport
-        self._writer = writer
+    def __init__(self, request: Request, out: Stream, ex: Exchange) -> None:
+        self._transport = request.transport
+        self._chunked = out.chunked
+        self._out = out
         self._ex = ex
         self._drain: asyncio.Task[None] | None = None
 
@@ -286,14 +275,14 @@ class _Relay:
         if transport.is_closing():
             self._ex.abort(ClientGone())
             return
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
         if self._drain is None and transport.get_write_buffer_size() > _CLIENT_HIGH_WATER:
             self._ex.pause()
             self._drain = asyncio.get_running_loop().create_task(self._resume_when_drained())
 
     async def _resume_when_drained(self) -> None:
         try:
-            await self._writer.drain()
+            await self._out.drain()
         except ConnectionError:
             self._ex.abort(ClientGone())
             return

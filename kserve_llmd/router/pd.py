@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
-from aiohttp import web
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from kserve_llmd.errors import ConfigError, KserveLlmdError, KVTransferError, UpstreamFailedError, UpstreamTimeoutError
-from kserve_llmd.http import JSON_CONTENT_TYPE, error_response
+from kserve_llmd.http import JSON_CONTENT_TYPE
 from kserve_llmd.router.endpoints import EndpointRegistry
 from kserve_llmd.router.interfaces import Endpoint, PDDecider, PDDecision, RequestContext
+from kserve_llmd.router.server import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.sidecar import PREFILLER_HEADER, prefiller_from_header
 from kserve_llmd.types import JSON, Clock
 
@@ -53,12 +53,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Forward = Callable[[web.Request, RequestContext, bytes, Sequence[Endpoint]], Awaitable[web.StreamResponse]]
-HeadersFor = Callable[[web.Request, str], CIMultiDict[str]]
+Forward = Callable[[Request, RequestContext, bytes, Sequence[Endpoint]], Awaitable[Response | Stream]]
+HeadersFor = Callable[[Request, str], CIMultiDict[str]]
 PREFILL_KV_PARAMS: JSON = {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
                            "remote_block_ids": None, "remote_host": None, "remote_port": None}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection (nobody reads it)
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError)
 
 
@@ -114,7 +113,7 @@ class _Prefilled:
 class _PrefillFailed:
     reason: str
     error: KserveLlmdError | None = None  # None with ``response``: a client error passed through
-    response: web.Response | None = None
+    response: Response | None = None
 
 
 class PDOrchestrator:
@@ -133,7 +132,7 @@ class PDOrchestrator:
 
     # ------------------------------------------------------------------------------------------- decision
 
-    def plan(self, request: web.Request, ctx: RequestContext, result: SchedulingResult,
+    def plan(self, request: Request, ctx: RequestContext, result: SchedulingResult,
              decode: Endpoint) -> tuple[list[Endpoint], PDDecision] | None:
         """Prefill targets and the decision; ``None`` when P/D is not configured and no header asks for it."""
         pinned = prefiller_from_header(request.headers, self._registry)
@@ -153,13 +152,13 @@ class PDOrchestrator:
 
     # ------------------------------------------------------------------------------------------- the flow
 
-    async def handle(self, request: web.Request, ctx: RequestContext, raw: bytes, result: SchedulingResult,
+    async def handle(self, request: Request, ctx: RequestContext, raw: bytes, result: SchedulingResult,
                      decode_targets: Sequence[Endpoint], forward: Forward, headers_for: HeadersFor,
-                     max_attempts: int) -> web.StreamResponse:
+                     max_attempts: int) -> Response | Stream:
         try:
             planned = self.plan(request, ctx, result, decode_targets[0])
         except KserveLlmdError as exc:
-            return error_response(exc)
+            return Response.error(exc)
         if planned is None:
             return await forward(request, ctx, raw, decode_targets)
         prefill_targets, decision = planned
@@ -177,10 +176,10 @@ class PDOrchestrator:
         if isinstance(outcome, _PrefillFailed):
             return await self._prefill_failed(request, ctx, raw, decode_targets, forward, outcome)
         prefilled = outcome
-        if request.transport is None or request.transport.is_closing():  # gone after it: never send the decode
+        if request.client_gone:  # gone after it: never send the decode
             self._metrics.failures.labels("between_steps", "client_disconnected").inc()
             await self._release(prefilled, ctx.request_id)
-            return web.Response(status=CLIENT_CLOSED)
+            return Response(status=CLIENT_CLOSED)
         decode_raw = orjson.dumps({**ctx.body, "kv_transfer_params": prefilled.params})
         response = await forward(request, ctx, decode_raw, decode_targets)
         if response.status != 200:
@@ -190,9 +189,9 @@ class PDOrchestrator:
             await self._release(prefilled, ctx.request_id)
         return response
 
-    async def _prefill_failed(self, request: web.Request, ctx: RequestContext, raw: bytes,
+    async def _prefill_failed(self, request: Request, ctx: RequestContext, raw: bytes,
                               decode_targets: Sequence[Endpoint], forward: Forward,
-                              failed: _PrefillFailed) -> web.StreamResponse:
+                              failed: _PrefillFailed) -> Response | Stream:
         if failed.response is not None:  # the client's fault: the decode would say the same
             self._metrics.failures.labels("prefill", failed.reason).inc()
             return failed.response
@@ -202,7 +201,7 @@ class PDOrchestrator:
             self._metrics.fallbacks.labels(failed.reason).inc()
             return await forward(request, ctx, raw, decode_targets)
         self._metrics.failures.labels("prefill", failed.reason).inc()
-        return error_response(failed.error)
+        return Response.error(failed.error)
 
     async def _prefill(self, ctx: RequestContext, targets: Sequence[Endpoint],
                        headers: CIMultiDict[str]) -> _Prefilled | _PrefillFailed:
@@ -236,8 +235,8 @@ class PDOrchestrator:
     def _parse(self, ctx: RequestContext, ep: Endpoint, status: int, data: bytes, content_type: str,
                elapsed: float) -> _Prefilled | _PrefillFailed:
         if 400 <= status < 500 and status not in (408, 429):
-            return _PrefillFailed(f"prefill_{status}", response=web.Response(
-                status=status, body=data, headers={"Content-Type": content_type, "X-Request-Id": ctx.request_id}))
+            return _PrefillFailed(f"prefill_{status}", response=Response(
+                data, status, {"Content-Type": content_type, "X-Request-Id": ctx.request_id}))
         if status != 200:
             return _PrefillFailed("prefill_error", UpstreamFailedError(
                 f"prefill {ep.id} answered {status}: {data[:300].decode(errors='replace')}"))

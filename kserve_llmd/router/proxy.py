@@ -2,12 +2,13 @@
 
 Per request (``Proxy.generate``)::
 
-    auth ─▶ read body (limit) ─▶ orjson parse ONCE ─▶ model → candidates (healthy, serving it)
+    auth ─▶ orjson parse ONCE (the server read the body under its limit) ─▶ model → candidates (healthy, serving it)
          ─▶ RequestContext (tokenize only when a prefix matcher needs ids) ─▶ Scheduler.schedule
          ─▶ Forwarder.forward (``forward.py``): in-flight books, retries on connect failure, the answer relayed
             chunk by chunk (or, with P/D, ``PDOrchestrator.handle``: prefill, then the same forward to decode)
 
-Errors become HTTP responses only through ``kserve_llmd.http.error_response``.
+Served by the router's own HTTP server (``server.py``): every handler takes a parsed ``Request`` whose body was read
+under the size limit. Errors become HTTP responses only through ``Response.error``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import os
 import time
 from collections.abc import Callable
 
-from aiohttp import web
-
 from kserve_llmd.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -27,14 +26,15 @@ from kserve_llmd.errors import (
     ModelNotFoundError,
     NoEndpointError,
 )
-from kserve_llmd.http import error_response, json_response, parse_json_object, read_body
+from kserve_llmd.http import parse_json_object
 from kserve_llmd.router.config import RouterConfig
 from kserve_llmd.router.endpoints import EndpointRegistry
-from kserve_llmd.router.forward import REQUEST_ID, Forwarder
+from kserve_llmd.router.forward import REQUEST_ID_KEY, Forwarder
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.metrics import RouterMetrics
 from kserve_llmd.router.pd import PDOrchestrator
 from kserve_llmd.router.scheduler import Scheduler
+from kserve_llmd.router.server import Request, Response, Routes, Stream
 from kserve_llmd.router.tokenization import LocalTokenization, RequestTokenizer
 from kserve_llmd.router.traffic import VERSION_HEADER, TrafficSplit
 from kserve_llmd.router.upstream import UpstreamPool
@@ -67,7 +67,6 @@ class Proxy:
         self._tokenization = tokenization
         self._local = tokenization if isinstance(tokenization, LocalTokenization) else None
         self._api_key = None if config.api_key is None else config.api_key.get_secret_value().encode()
-        self._max_body = config.limits.max_body_bytes
         self._max_attempts = config.limits.max_attempts
         self._default_max_tokens = config.limits.default_max_tokens
         self._observe_decision = metrics.decision_latency.observe
@@ -77,35 +76,35 @@ class Proxy:
 
     # ------------------------------------------------------------------------------------------- routes
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/completions", self.generate)
-        app.router.add_post("/v1/chat/completions", self.generate)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/metrics", self.metrics)
+    def add_routes(self, routes: Routes) -> None:
+        routes.add("POST", "/v1/completions", self.generate)
+        routes.add("POST", "/v1/chat/completions", self.generate)
+        routes.add("GET", "/v1/models", self.models)
+        routes.add("GET", "/health", self.health)
+        routes.add("GET", "/metrics", self.metrics)
 
-    async def models(self, request: web.Request) -> web.StreamResponse:
+    def models(self, request: Request) -> Response:
         try:
             self._auth(request)
         except KserveLlmdError as exc:
-            return error_response(exc)
-        return json_response({"object": "list", "data": self._registry.model_cards()})
+            return Response.error(exc)
+        return Response.json({"object": "list", "data": self._registry.model_cards()})
 
-    async def health(self, request: web.Request) -> web.StreamResponse:
+    def health(self, request: Request) -> Response:
         healthy = self._registry.healthy_count()
         if healthy == 0:
-            return error_response(NoEndpointError("no healthy endpoint"))
-        return json_response({"status": "ok", "healthy_endpoints": healthy, "endpoints": len(self._registry)})
+            return Response.error(NoEndpointError("no healthy endpoint"))
+        return Response.json({"status": "ok", "healthy_endpoints": healthy, "endpoints": len(self._registry)})
 
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=self._metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+    def metrics(self, request: Request) -> Response:
+        return Response(self._metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
     # ------------------------------------------------------------------------------------------- generate
 
-    async def generate(self, request: web.Request) -> web.StreamResponse:
+    async def generate(self, request: Request) -> Response | Stream:
         try:
             self._auth(request)
-            raw = await read_body(request, self._max_body)
+            raw = request.body
             started = time.perf_counter()
             body = parse_json_object(raw)
             ctx, candidates = await self._context(request, body, raw)
@@ -119,7 +118,7 @@ class Proxy:
             if ctx.prefix is not None and ctx.prefix.total_blocks:
                 self._observe_ratio(ctx.prefix.ratio(primary.target.id))
         except KserveLlmdError as exc:
-            return error_response(exc)
+            return Response.error(exc)
         targets = [primary.target, *primary.fallbacks[: self._max_attempts - 1]]
         if self._pd is not None:  # P/D: the decision, then prefill + decode (or this same forward)
             fwd = self.forwarder
@@ -127,19 +126,19 @@ class Proxy:
                                          self._max_attempts)
         return await self.forwarder.forward(request, ctx, raw, targets)
 
-    def authorize(self, request: web.Request) -> None:
+    def authorize(self, request: Request) -> None:
         """Raise ``AuthenticationError`` unless the request carries the API key (when one is set)."""
         self._auth(request)
 
-    def _auth(self, request: web.Request) -> None:
+    def _auth(self, request: Request) -> None:
         if self._api_key is None:
             return
-        header = request.headers.get("Authorization", "")
+        header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._api_key):
             raise AuthenticationError("missing or invalid API key")
 
-    async def _context(self, request: web.Request, body: dict[str, object], raw: bytes
+    async def _context(self, request: Request, body: dict[str, object], raw: bytes
                        ) -> tuple[RequestContext, list[Endpoint]]:
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -167,7 +166,7 @@ class Proxy:
         salt = body.get("cache_salt")
         lora = model if registry.is_lora(model) else None
         ctx = RequestContext(
-            request_id=headers.get(REQUEST_ID) or os.urandom(16).hex(),
+            request_id=headers.get(REQUEST_ID_KEY) or os.urandom(16).hex(),
             model=registry.base_model(model) if lora is not None else model,
             path=request.path,
             body=body,

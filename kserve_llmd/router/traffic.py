@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from types import MappingProxyType
 
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kserve_llmd.errors import InvalidRequestError, KserveLlmdError, ModelNotFoundError
-from kserve_llmd.http import error_response, json_response, read_json_object
+from kserve_llmd.errors import BodyTooLargeError, InvalidRequestError, KserveLlmdError, ModelNotFoundError
+from kserve_llmd.http import parse_json_object
 from kserve_llmd.router.endpoints import endpoint_id
+from kserve_llmd.router.server import Request, Response, Routes
 
 #: Request header that pins a request to one version of a split model.
 VERSION_HEADER = "x-llmd-version"
@@ -155,7 +155,7 @@ class TrafficAdmin:
         self,
         split: TrafficSplit,
         *,
-        auth: Callable[[web.Request], None],
+        auth: Callable[[Request], None],
         ensure_endpoints: Callable[[Sequence[str]], Awaitable[None]],
         max_body_bytes: int = 64 * 1024,
     ) -> None:
@@ -164,15 +164,18 @@ class TrafficAdmin:
         self._ensure = ensure_endpoints
         self._max_body = max_body_bytes
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_put("/admin/traffic", self.put)
-        app.router.add_get("/admin/traffic", self.get)
-        app.router.add_delete("/admin/traffic/{model}", self.delete)
+    def add_routes(self, routes: Routes) -> None:
+        routes.add("PUT", "/admin/traffic", self.put)
+        routes.add("GET", "/admin/traffic", self.get)
+        routes.add("DELETE", "/admin/traffic/", self.delete, prefix=True)  # /admin/traffic/{model}
 
-    async def put(self, request: web.Request) -> web.StreamResponse:
+    async def put(self, request: Request) -> Response:
         try:
             self._auth(request)
-            body = await read_json_object(request, self._max_body)
+            if len(request.body) > self._max_body:
+                raise BodyTooLargeError(f"traffic update of {len(request.body)} bytes is over the limit of "
+                                        f"{self._max_body} bytes")
+            body = parse_json_object(request.body)
             try:
                 update = TrafficUpdate.model_validate(body)
             except ValidationError as exc:
@@ -182,22 +185,22 @@ class TrafficAdmin:
             await self._ensure([url for v in update.versions for url in v.endpoints])
             self._split.apply(update)
         except KserveLlmdError as exc:
-            return error_response(exc)
-        return json_response(self._split.snapshot())
+            return Response.error(exc)
+        return Response.json(self._split.snapshot())
 
-    async def get(self, request: web.Request) -> web.StreamResponse:
+    def get(self, request: Request) -> Response:
         try:
             self._auth(request)
         except KserveLlmdError as exc:
-            return error_response(exc)
-        return json_response(self._split.snapshot())
+            return Response.error(exc)
+        return Response.json(self._split.snapshot())
 
-    async def delete(self, request: web.Request) -> web.StreamResponse:
+    def delete(self, request: Request) -> Response:
         try:
             self._auth(request)
-            model = request.match_info["model"]
+            model = request.tail
             if not self._split.remove(model):
                 raise ModelNotFoundError(f"model {model!r} has no traffic split", param="model")
         except KserveLlmdError as exc:
-            return error_response(exc)
-        return json_response(self._split.snapshot())
+            return Response.error(exc)
+        return Response.json(self._split.snapshot())

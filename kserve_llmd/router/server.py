@@ -1,0 +1,475 @@
+"""The router's HTTP/1.1 server: one asyncio protocol per client connection, requests parsed in C by httptools.
+
+Why not aiohttp's server: under 200 streams the router's loop runs in bursts (every engine step hands a chunk to
+every stream at once), and aiohttp on Python 3.11 starts two tasks per request (the connection's reader wakes, then
+the handler's own task), each waiting behind the rest of a burst. Measured with ``benchmarks/router_overhead.py``
+(ITL 25 ms): a request's bytes arriving → its handler starting took 0.50 ms p50. Here a request is handled from the
+read callback that completes it: a handler that can answer at once (errors, ``/health``) answers there; one that
+must wait (a forward) starts as ONE task, which the client's disconnect cancels.
+
+    data_received ─▶ httptools ─▶ Request (method, path, headers, body; limits enforced while parsing)
+                  ─▶ routes[(method, path)](request) ─▶ Response, written now
+                                                     └▶ coroutine ─▶ one task ─▶ Response, or a Stream it wrote
+    one request at a time per connection: pipelined requests wait in order (reading paused meanwhile)
+
+What it does not do: TLS (the router sits behind a Service or a gateway), HTTP/2, upgrades (refused with 400).
+Errors become bodies only through ``kserve_llmd.http.error_body``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+import orjson
+
+from kserve_llmd.errors import (
+    BodyTooLargeError,
+    HeadersTooLargeError,
+    InvalidRequestError,
+    KserveLlmdError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+)
+from kserve_llmd.http import JSON_CONTENT_TYPE, error_body
+
+log = logging.getLogger(__name__)
+
+_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
+            405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
+            422: b"Unprocessable Entity", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+            499: b"Client Closed Request", 500: b"Internal Server Error", 502: b"Bad Gateway",
+            503: b"Service Unavailable", 504: b"Gateway Timeout"}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection (nobody reads it)
+
+
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %b\r\n" % (status, _REASONS.get(status, b"Status"))
+
+
+class Request:
+    """One parsed request. ``headers``: lower-case names (a repeated header keeps its last value); ``raw_headers``:
+    the (name, value) pairs as received, for passing on; ``tail``: the rest of the path after a prefix route."""
+
+    __slots__ = ("body", "conn", "headers", "http11", "keep_alive", "method", "path", "query", "raw_headers", "tail")
+
+    def __init__(self, conn: _Conn, method: str, path: str, query: str, raw_headers: list[tuple[bytes, bytes]],
+                 headers: dict[str, str], body: bytes, keep_alive: bool, http11: bool) -> None:
+        self.conn = conn
+        self.keep_alive = keep_alive
+        self.http11 = http11
+        self.method = method
+        self.path = path
+        self.query = query
+        self.raw_headers = raw_headers
+        self.headers = headers
+        self.body = body
+        self.tail = ""
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        return self.conn.transport
+
+    @property
+    def client_gone(self) -> bool:
+        return self.conn.transport.is_closing()
+
+
+class Response:
+    """A whole response: status, body, headers (``Content-Length`` and ``Connection`` are written here)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, body: bytes = b"", status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    @classmethod
+    def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return cls(orjson.dumps(obj), status, {"Content-Type": JSON_CONTENT_TYPE, **(headers or {})})
+
+    @classmethod
+    def error(cls, exc: KserveLlmdError) -> Response:
+        return cls(error_body(exc), exc.status, {"Content-Type": JSON_CONTENT_TYPE})
+
+    def encode(self, keep_alive: bool) -> bytes:
+        head = [_status_line(self.status)]
+        if self.headers:
+            head.extend(b"%b: %b\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        head.append(b"Content-Length: %d\r\n%b\r\n" % (len(self.body), b"" if keep_alive else b"Connection: close\r\n"))
+        return b"".join(head) + self.body
+
+
+class Stream:
+    """A response written as it goes: the head now, then ``chunk``s, then ``end`` (or ``abort``). Chunked for an
+    HTTP/1.1 client; for HTTP/1.0 the body is raw and the connection's close ends it. A handler returns the stream
+    once it has finished (or given up on) writing."""
+
+    __slots__ = ("_conn", "chunked", "ended", "status")
+
+    def __init__(self, request: Request, status: int, headers: dict[str, str]) -> None:
+        self._conn = request.conn
+        self.status = status
+        self.ended = False
+        self.chunked = request.http11
+        lines = b"".join(b"%b: %b\r\n" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+        framing = b"Transfer-Encoding: chunked\r\n\r\n" if self.chunked else b"Connection: close\r\n\r\n"
+        request.conn.transport.write(_status_line(status) + lines + framing)
+
+    def chunk(self, data: bytes) -> None:
+        """Write one body chunk now."""
+        self._conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self.chunked else data)
+
+    async def drain(self) -> None:
+        """Wait until the client has taken what was written (``ConnectionError`` if it left)."""
+        await self._conn.drain()
+
+    def end(self) -> None:
+        self.ended = True
+        transport = self._conn.transport
+        if not transport.is_closing():
+            if self.chunked:
+                transport.write(b"0\r\n\r\n")
+            else:
+                transport.close()
+
+    def abort(self) -> None:
+        """Close the connection without the terminating chunk: a cut body must not look complete."""
+        self._conn.transport.close()
+
+
+Handler = Callable[[Request], "Response | Awaitable[Response | Stream]"]
+
+
+class Routes:
+    """Explicit routes: ``add("POST", "/v1/completions", h)``; a path ending in ``/`` with ``prefix=True`` matches
+    everything under it (the rest, URL-decoded, is ``request.tail``)."""
+
+    def __init__(self) -> None:
+        self._exact: dict[tuple[str, str], Handler] = {}
+        self._prefix: list[tuple[str, str, Handler]] = []
+        self._paths: dict[str, list[str]] = {}
+
+    def add(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        if prefix:
+            self._prefix.append((method, path, handler))
+        else:
+            self._exact[(method, path)] = handler
+            self._paths.setdefault(path, []).append(method)
+
+    def find(self, request: Request) -> Handler | Response:
+        handler = self._exact.get((request.method, request.path))
+        if handler is not None:
+            return handler
+        allowed = self._paths.get(request.path)
+        for method, path, h in self._prefix:
+            if request.path.startswith(path) and len(request.path) > len(path):
+                if method == request.method:
+                    request.tail = unquote(request.path[len(path):])
+                    return h
+                allowed = [*(allowed or []), method]
+        if allowed:
+            response = Response.error(MethodNotAllowedError(f"{request.method} is not allowed on {request.path}"))
+            response.headers = {**(response.headers or {}), "Allow": ", ".join(sorted(set(allowed)))}
+            return response
+        return Response.error(RouteNotFoundError(f"no route for {request.method} {request.path}"))
+
+
+class ServerLimits:
+    __slots__ = ("idle_timeout", "max_body", "max_field", "max_head")
+
+    def __init__(self, *, max_body: int, max_field: int, idle_timeout: float) -> None:
+        self.max_body = max_body
+        self.max_field = max_field  # one header line, or the URL
+        self.max_head = 4 * max_field  # the whole head
+        #: The longest silence from a client the server owes nothing: between requests, or inside one's head or body.
+        self.idle_timeout = idle_timeout
+
+
+class _Reject(Exception):
+    def __init__(self, error: KserveLlmdError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Conn(asyncio.Protocol):
+    """One client connection: parses, queues, dispatches one request at a time, writes the answers in order.
+
+    States: idle (the idle timer runs, re-armed by every read), busy (a handler's task runs; no timer: answers may
+    take minutes), failed (an unparseable or refused request: what came before it is answered, then its error, then
+    the connection closes)."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._limits = server.limits
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self._ready: deque[Request] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._paused = False
+        self._failed: KserveLlmdError | None = None
+        self._in_head = False
+        self._head_fed = 0  # bytes fed while a head was incomplete (httptools holds a header line until its CRLF)
+        self._continue = False  # a 100 Continue owed once the answers before it are out
+        self._drained: asyncio.Future[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self._url = b""
+        self._raw: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+
+    # ------------------------------------------------------------------------------------------- asyncio
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self._server.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._cancel_idle()
+        self._ready.clear()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the client left: its handler stops, and with it the upstream request
+        self.resume_writing()  # a drain() waiting sees the transport closing and raises
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    async def drain(self) -> None:
+        if self._drained is not None:
+            await asyncio.shield(self._drained)
+        if self.transport.is_closing():
+            raise ConnectionResetError("client connection lost")
+
+    def data_received(self, data: bytes) -> None:
+        if self._failed is not None:
+            return
+        try:
+            self._parser.feed_data(data)
+            if self._in_head:
+                self._head_fed += len(data)
+                if self._head_fed > self._limits.max_head:
+                    raise _Reject(HeadersTooLargeError(f"request head is over the limit of {self._limits.max_head} "
+                                                       "bytes"))
+        except _Reject as exc:
+            self._fail(exc.error)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Reject):
+                self._fail(exc.__context__.error)
+            else:
+                log.exception("HTTP parser callback failed")
+                self._fail(InvalidRequestError("malformed HTTP request"))
+        except httptools.HttpParserUpgrade:
+            if self._ready:
+                self._ready.pop()  # the upgrade request itself: refused, not answered as if plain HTTP
+            self._fail(InvalidRequestError("protocol upgrades are not supported"))
+        except httptools.HttpParserError as exc:
+            self._fail(InvalidRequestError(f"malformed HTTP request: {exc}"))
+        if self._busy:
+            return
+        if self._ready or self._failed is not None:
+            self._next()
+        else:
+            self._arm_idle()  # inside a request's head or body, or between requests: silence is timed
+
+    # ------------------------------------------------------------------------------------------- httptools
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_fed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if len(self._url) > self._limits.max_field:
+            raise _Reject(HeadersTooLargeError(f"request URL is over the limit of {self._limits.max_field} bytes"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value)
+        self._head_size += size + 4
+        if size > self._limits.max_field or self._head_size > self._limits.max_head:
+            raise _Reject(HeadersTooLargeError(f"request headers are over the limit of {self._limits.max_field} "
+                                               f"bytes per line, {self._limits.max_head} in all"))
+        self._raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        expect = False
+        for name, value in self._raw:
+            low = name.lower()
+            if low == b"content-length" and value.strip().isdigit() and int(value) > self._limits.max_body:
+                raise _Reject(BodyTooLargeError(f"request body of {int(value)} bytes is over the limit of "
+                                                f"{self._limits.max_body} bytes"))
+            if low == b"expect" and value.strip().lower() == b"100-continue":
+                expect = self._parser.get_http_version() == "1.1"
+        if expect:
+            if self._busy or self._ready:  # now it would cut into an earlier answer: after the answers before it
+                self._continue = True
+            else:
+                self.transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._limits.max_body:
+            raise _Reject(BodyTooLargeError(f"request body is over the limit of {self._limits.max_body} bytes"))
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        parsed = httptools.parse_url(self._url)
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._raw}
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._ready.append(Request(self, parser.get_method().decode("ascii"), parsed.path.decode("latin-1"),
+                                   (parsed.query or b"").decode("latin-1"), self._raw, headers, body,
+                                   parser.should_keep_alive(), parser.get_http_version() == "1.1"))
+        self._new_message()
+        self._continue = False
+        if len(self._ready) > 1 and not self._paused:  # pipelined behind a running one: stop reading for now
+            self._paused = True
+            self.transport.pause_reading()
+
+    # ------------------------------------------------------------------------------------------- dispatch
+
+    def _next(self) -> None:
+        """Answer what is queued, in order, until a handler must wait (then its task calls back here)."""
+        while self._ready and not self._busy and not self.transport.is_closing():
+            request = self._ready.popleft()
+            found = self._server.routes.find(request)
+            try:
+                result = found if isinstance(found, Response) else found(request)
+            except Exception:  # a handler bug must not take the connection's other requests with it
+                log.exception("handler for %s %s failed", request.method, request.path)
+                result = Response.error(KserveLlmdError("internal error"))
+            if isinstance(result, Response):
+                self._write(request, result)
+                continue
+            self._busy = True
+            self._cancel_idle()
+            self._task = asyncio.get_running_loop().create_task(self._run(request, cast(Coroutine[Any, Any, Any],
+                                                                                         result)))
+        if self._busy or self.transport.is_closing():
+            return
+        if self._failed is not None:
+            self.transport.write(Response.error(self._failed).encode(keep_alive=False))
+            self.transport.close()
+            return
+        if self._continue:
+            self._continue = False
+            self.transport.write(_CONTINUE)
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        self._arm_idle()
+
+    async def _run(self, request: Request, pending: Coroutine[Any, Any, object]) -> None:
+        try:
+            result = await pending
+        except asyncio.CancelledError:
+            return  # the client left (connection_lost): nothing to answer
+        except Exception:
+            log.exception("handler for %s %s failed", request.method, request.path)
+            result = Response.error(KserveLlmdError("internal error"))
+        finally:
+            self._task = None
+            self._busy = False
+        if isinstance(result, Stream):
+            if not result.ended or not request.keep_alive:  # given up on: close (or its rest would be misread)
+                self.transport.close()
+        else:
+            if not isinstance(result, Response):
+                log.error("handler for %s %s returned %r", request.method, request.path, type(result).__name__)
+                result = Response.error(KserveLlmdError("internal error"))
+            self._write(request, result)
+        self._next()
+
+    def _write(self, request: Request, response: Response) -> None:
+        keep = request.keep_alive and not self._server.closing
+        if not self.transport.is_closing():
+            self.transport.write(response.encode(keep))
+            if not keep:
+                self.transport.close()
+
+    def _fail(self, error: KserveLlmdError) -> None:
+        """A request that cannot be parsed or taken: stop reading; ``_next`` answers the ones before it, then this."""
+        log.info("refused a request: %s", error.message)
+        self._failed = error
+        self._cancel_idle()
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    # ------------------------------------------------------------------------------------------- idle
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(self._limits.idle_timeout, self._on_idle)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _on_idle(self) -> None:
+        self._idle = None
+        if not self._busy:
+            self.transport.close()
+
+    def close_if_idle(self) -> bool:
+        if self._busy or self._ready:
+            return False
+        self.transport.close()
+        return True
+
+
+class HttpServer:
+    """``await HttpServer(routes, limits).start(host, port, backlog)``; ``await aclose(grace)``."""
+
+    def __init__(self, routes: Routes, limits: ServerLimits) -> None:
+        self.routes = routes
+        self.limits = limits
+        self.connections: set[_Conn] = set()
+        self.closing = False
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, host: str, port: int, backlog: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = cast(Any, await loop.create_server(lambda: _Conn(self), host, port, backlog=backlog))
+        bound = self._server.sockets[0].getsockname()
+        return bound[0], bound[1]
+
+    async def aclose(self, grace: float = 60.0) -> None:
+        """Stop listening; let requests in flight finish for up to ``grace`` seconds, then cancel them."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        busy = [c for c in list(self.connections) if not c.close_if_idle()]
+        deadline = asyncio.get_running_loop().time() + grace
+        while busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+            busy = [c for c in busy if not c.close_if_idle()]
+        for conn in busy:
+            conn.transport.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None

@@ -1,0 +1,558 @@
+"""The router's HTTP/1.1 server on real loopback sockets: raw bytes in, raw bytes (or aiohttp) out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
+
+import aiohttp
+import orjson
+import pytest
+
+from kserve_llmd.router.server import HttpServer, Request, Response, Routes, ServerLimits, Stream
+
+pytestmark = pytest.mark.timeout(10)  # a hang is a failure here, not a two-minute wait
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@asynccontextmanager
+async def serving(routes: Routes, idle_timeout: float = 60.0) -> AsyncIterator[tuple[HttpServer, int]]:
+    """A server with small limits (max_head is 4 × 256); the default idle timeout is over the test timeout, so it
+    closes only the connections a test asks it to."""
+    server = HttpServer(routes, ServerLimits(max_body=1024, max_field=256, idle_timeout=idle_timeout))
+    _, port = await server.start("127.0.0.1", 0, 16)
+    try:
+        yield server, port
+    finally:
+        await server.aclose(grace=0)
+
+
+@asynccontextmanager
+async def connect(port: int, *, rcvbuf: int = 0) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connecting, so the kernel keeps it
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def request(method: str = "GET", path: str = "/", body: bytes = b"", headers: bytes = b"") -> bytes:
+    return b"%b %b HTTP/1.1\r\nHost: t\r\n%bContent-Length: %d\r\n\r\n%b" % (
+        method.encode(), path.encode(), headers, len(body), body)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> Answer:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split(" ")[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+    if "content-length" in headers:
+        return Answer(status, headers, await reader.readexactly(int(headers["content-length"])))
+    chunks = []
+    while size := int(await reader.readuntil(b"\r\n"), 16):
+        chunks.append((await reader.readexactly(size + 2))[:-2])
+    assert await reader.readexactly(2) == b"\r\n"
+    return Answer(status, headers, b"".join(chunks))
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    """The server closed (or reset) the connection, and sent nothing more before it did."""
+    try:
+        return await reader.read() == b""
+    except ConnectionResetError:
+        return True
+
+
+def error_of(answer: Answer) -> dict[str, Any]:
+    """The OpenAI error object of an answer, checked for shape."""
+    assert answer.headers["content-type"] == "application/json"
+    error: dict[str, Any] = orjson.loads(answer.body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == answer.status
+    return error
+
+
+def echo(request: Request) -> Response:
+    return Response(request.body, headers={"Content-Type": "text/plain"})
+
+
+def echo_routes() -> Routes:
+    routes = Routes()
+    routes.add("POST", "/echo", echo)
+    routes.add("GET", "/", lambda request: Response(b"root"))
+    return routes
+
+
+# ----------------------------------------------------------------------------------------------- requests
+
+
+async def test_json_post_is_answered_with_content_length_over_one_kept_alive_connection() -> None:
+    peers = []
+
+    async def completions(request: Request) -> Response:
+        peers.append(request.transport.get_extra_info("peername"))
+        return Response.json({"echo": orjson.loads(request.body), "n": len(peers)})
+
+    routes = Routes()
+    routes.add("POST", "/v1/completions", completions)
+    async with serving(routes) as (_, port), aiohttp.ClientSession() as client:
+        for n in (1, 2):
+            async with client.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "hi"}) as resp:
+                body = await resp.read()
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == "application/json"
+                assert resp.headers["Content-Length"] == str(len(body))
+                assert orjson.loads(body) == {"echo": {"prompt": "hi"}, "n": n}
+    assert peers[0] == peers[1]  # the same client socket: the connection was kept alive
+
+
+async def test_pipelined_requests_are_answered_in_request_order() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    handled = []
+
+    async def slow(request: Request) -> Response:
+        started.set()
+        await release.wait()
+        handled.append("slow")
+        return Response(b"slow")
+
+    def fast(request: Request) -> Response:
+        handled.append(request.query)
+        return Response(request.query.encode())
+
+    routes = Routes()
+    routes.add("GET", "/slow", slow)
+    routes.add("GET", "/fast", fast)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/slow") + request(path="/fast?n=1") + request(path="/fast?n=2"))
+        await started.wait()
+        release.set()
+        assert [(await read_answer(reader)).body for _ in range(3)] == [b"slow", b"n=1", b"n=2"]
+    assert handled == ["slow", "n=1", "n=2"]  # one at a time: the fast ones did not run while the slow one waited
+
+
+async def test_chunked_request_body_is_assembled_whole() -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        writer.write(b"6\r\n world\r\n0\r\n\r\n")
+        answer = await read_answer(reader)
+    assert (answer.status, answer.body) == (200, b"hello world")
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent() -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        answer = await read_answer(reader)
+    assert (answer.status, answer.body) == (200, b"hello")
+
+
+# ----------------------------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("sent", [
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n", id="content-length"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"200\r\n" + b"a" * 512 + b"\r\n" b"201\r\n" + b"b" * 513 + b"\r\n", id="chunked"),
+])
+async def test_body_over_max_body_is_refused_with_413_and_the_connection_closes(sent: bytes) -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(sent)
+        answer = await read_answer(reader)
+        assert answer.status == 413
+        assert error_of(answer)["type"] == "RequestEntityTooLarge"
+        assert answer.headers["connection"] == "close"
+        assert await closed(reader)
+
+
+@pytest.mark.parametrize("sent", [
+    pytest.param(b"GET /" + b"u" * 256 + b" HTTP/1.1\r\nHost: t\r\n\r\n", id="url"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 256 + b"\r\n\r\n", id="header-line"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: %b\r\n" % (i, b"v" * 200) for i in range(6))
+                 + b"\r\n", id="whole-head"),
+])
+async def test_head_over_its_limits_is_refused_with_431(sent: bytes) -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(sent)
+        answer = await read_answer(reader)
+        assert answer.status == 431
+        assert error_of(answer)["type"] == "RequestHeaderFieldsTooLarge"
+        assert await closed(reader)
+
+
+async def test_head_just_under_its_limits_is_served() -> None:
+    fitting = b"".join(b"X-%d: %b\r\n" % (i, b"v" * 200) for i in range(4))  # about 840 of the 1024 bytes allowed
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n" + fitting + b"\r\n")
+        assert (await read_answer(reader)).status == 200
+
+
+@pytest.mark.parametrize("sent", [
+    pytest.param(b"NOT AN HTTP REQUEST\r\n\r\n", id="request-line"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", id="upgrade"),
+])
+async def test_malformed_request_or_upgrade_is_refused_with_400_and_the_connection_closes(sent: bytes) -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(sent)
+        answer = await read_answer(reader)
+        assert answer.status == 400
+        assert error_of(answer)["type"] == "BadRequestError"
+        assert await closed(reader)
+
+
+# ----------------------------------------------------------------------------------------------- routing
+
+
+async def test_unknown_path_is_404() -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/nowhere"))
+        answer = await read_answer(reader)
+    assert answer.status == 404
+    assert error_of(answer)["type"] == "NotFoundError"
+
+
+async def test_known_path_with_another_method_is_405_with_allow() -> None:
+    routes = echo_routes()
+    routes.add("PUT", "/echo", echo)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request("DELETE", "/echo"))
+        answer = await read_answer(reader)
+        assert answer.status == 405
+        assert answer.headers["allow"] == "POST, PUT"
+        assert error_of(answer)["type"] == "MethodNotAllowedError"
+        writer.write(request("PUT", "/echo", b"still open"))
+        assert (await read_answer(reader)).body == b"still open"  # a refused route is not a broken connection
+
+
+async def test_prefix_route_gets_the_url_decoded_rest_as_tail() -> None:
+    routes = Routes()
+    routes.add("GET", "/files/", lambda request: Response(request.tail.encode()), prefix=True)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/files/a%20b/c%2Fd?x=1"))
+        answer = await read_answer(reader)
+    assert (answer.status, answer.body) == (200, b"a b/c/d")
+
+
+# ----------------------------------------------------------------------------------------------- handlers
+
+
+def failing_sync(request: Request) -> Response:
+    raise RuntimeError("handler bug")
+
+
+async def failing_async(request: Request) -> Response:
+    await asyncio.sleep(0)
+    raise RuntimeError("handler bug")
+
+
+@pytest.mark.parametrize("handler", [failing_sync, failing_async])
+async def test_handler_exception_is_500_and_the_connection_serves_the_next_request(handler: Any) -> None:
+    routes = echo_routes()
+    routes.add("GET", "/bug", handler)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/bug"))
+        answer = await read_answer(reader)
+        assert answer.status == 500
+        assert error_of(answer)["message"] == "internal error"  # the exception's own text stays in the log
+        writer.write(request("POST", "/echo", b"next"))
+        assert await read_answer(reader) == (200, {"content-type": "text/plain", "content-length": "4"}, b"next")
+
+
+async def test_sync_handler_answers_from_the_read_callback_and_async_one_runs_in_a_task() -> None:
+    tasks: dict[str, asyncio.Task[Any] | None] = {}
+
+    def sync(request: Request) -> Response:
+        tasks["sync"] = asyncio.current_task()
+        return Response(b"sync")
+
+    async def coro(request: Request) -> Response:
+        tasks["async"] = asyncio.current_task()
+        return Response(b"async")
+
+    routes = Routes()
+    routes.add("GET", "/sync", sync)
+    routes.add("GET", "/async", coro)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/sync") + request(path="/async"))
+        assert [(await read_answer(reader)).body for _ in range(2)] == [b"sync", b"async"]
+    assert tasks["sync"] is None
+    assert tasks["async"] is not None
+
+
+# ----------------------------------------------------------------------------------------------- streams
+
+
+async def test_stream_chunks_arrive_as_written_and_end_keeps_the_connection() -> None:
+    more = asyncio.Event()
+
+    async def stream(request: Request) -> Stream:
+        out = Stream(request, 200, {"Content-Type": "text/event-stream"})
+        out.chunk(b"first")
+        await more.wait()
+        out.chunk(b"second")
+        out.end()
+        return out
+
+    routes = echo_routes()
+    routes.add("GET", "/stream", stream)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/stream"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"\r\nTransfer-Encoding: chunked\r\n" in head
+        assert await reader.readexactly(len(b"5\r\nfirst\r\n")) == b"5\r\nfirst\r\n"  # before the second is written
+        more.set()
+        assert await reader.readexactly(len(b"6\r\nsecond\r\n0\r\n\r\n")) == b"6\r\nsecond\r\n0\r\n\r\n"
+        writer.write(request("POST", "/echo", b"after"))
+        assert (await read_answer(reader)).body == b"after"
+
+
+async def test_stream_to_an_http_1_0_client_is_raw_and_ended_by_the_close() -> None:
+    async def stream(request: Request) -> Stream:
+        out = Stream(request, 200, {"Content-Type": "text/plain"})
+        out.chunk(b"one ")
+        out.chunk(b"two")
+        out.end()
+        return out
+
+    routes = Routes()
+    routes.add("GET", "/stream", stream)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"GET /stream HTTP/1.0\r\n\r\n")
+        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Transfer-Encoding" not in head
+        assert b"\r\nConnection: close" in head
+        assert body == b"one two"
+
+
+async def test_stream_given_up_on_without_end_closes_the_connection() -> None:
+    async def stream(request: Request) -> Stream:
+        out = Stream(request, 200, {})
+        out.chunk(b"partial")
+        return out
+
+    routes = Routes()
+    routes.add("GET", "/stream", stream)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/stream"))
+        await reader.readuntil(b"\r\n\r\n")
+        assert await reader.read() == b"7\r\npartial\r\n"  # then EOF: no terminating chunk, the cut is visible
+
+
+async def test_client_disconnect_cancels_the_waiting_handler() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def waiting(request: Request) -> Response:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Response(b"never")
+
+    routes = Routes()
+    routes.add("GET", "/wait", waiting)
+    async with serving(routes) as (server, port):
+        async with connect(port) as (_, writer):
+            writer.write(request(path="/wait"))
+            await started.wait()
+        await cancelled.wait()
+        assert not server.connections
+
+
+async def test_stream_drain_holds_the_handler_while_the_client_does_not_read() -> None:
+    """4 MiB through small socket buffers: the handler waits in ``drain`` rather than buffering everything."""
+    block = bytes(range(256)) * 256  # 64 KiB
+    stalled = asyncio.Event()
+    high = most_buffered = 0
+
+    async def big(request: Request) -> Stream:
+        nonlocal high, most_buffered
+        transport = request.transport
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+        high = transport.get_write_buffer_limits()[1]
+        out = Stream(request, 200, {})
+        for i in range(64):
+            out.chunk(i.to_bytes(2, "big") + block)
+            most_buffered = max(most_buffered, transport.get_write_buffer_size())
+            if transport.get_write_buffer_size() > high:
+                stalled.set()
+            await out.drain()
+        out.end()
+        stalled.set()
+        return out
+
+    routes = Routes()
+    routes.add("GET", "/big", big)
+    async with serving(routes) as (_, port), connect(port, rcvbuf=16 * 1024) as (reader, writer):
+        writer.write(request(path="/big"))
+        await stalled.wait()  # the test has read nothing yet
+        answer = await read_answer(reader)
+    assert answer.body == b"".join(i.to_bytes(2, "big") + block for i in range(64))
+    assert high < most_buffered <= high + len(block) + 16  # over the high-water mark by one chunk at most
+
+
+# ----------------------------------------------------------------------------------------------- closing
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: t\r\n"], ids=["nothing", "half-a-head"])
+async def test_connection_without_a_whole_head_is_closed_after_the_idle_timeout(sent: bytes) -> None:
+    async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, writer):
+        writer.write(sent)
+        assert await closed(reader)
+
+
+async def test_kept_alive_connection_is_closed_after_the_idle_timeout() -> None:
+    async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, writer):
+        writer.write(request())
+        assert (await read_answer(reader)).status == 200
+        assert await closed(reader)
+
+
+async def test_aclose_lets_the_request_in_flight_finish_and_closes_idle_connections() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def waiting(request: Request) -> Response:
+        started.set()
+        await release.wait()
+        return Response(b"finished")
+
+    routes = echo_routes()
+    routes.add("GET", "/wait", waiting)
+    async with serving(routes) as (server, port), connect(port) as (busy, busy_w), connect(port) as (idle, idle_w):
+        idle_w.write(request())
+        assert (await read_answer(idle)).status == 200
+        busy_w.write(request(path="/wait"))
+        await started.wait()
+        closing = asyncio.create_task(server.aclose(grace=5))
+        assert await closed(idle)
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+        release.set()
+        answer = await read_answer(busy)
+        assert (answer.body, answer.headers["connection"]) == (b"finished", "close")
+        assert await closed(busy)
+        await closing
+
+
+async def test_aclose_aborts_a_handler_that_outlives_the_grace() -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hanging(request: Request) -> Response:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Response(b"never")
+
+    routes = Routes()
+    routes.add("GET", "/hang", hanging)
+    async with serving(routes) as (server, port), connect(port) as (reader, writer):
+        writer.write(request(path="/hang"))
+        await started.wait()
+        await server.aclose(grace=0.05)
+        assert await closed(reader)
+        await cancelled.wait()
+
+
+@pytest.mark.parametrize("sent", [
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", id="connection-close"),
+    pytest.param(b"GET / HTTP/1.0\r\n\r\n", id="http-1.0"),
+])
+async def test_request_that_does_not_keep_alive_gets_connection_close_and_is_closed(sent: bytes) -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(sent)
+        answer = await read_answer(reader)
+        assert (answer.status, answer.body, answer.headers["connection"]) == (200, b"root", "close")
+        assert await closed(reader)
+
+
+# ------------------------------------------------------------------------------------ edge cases found in review
+
+
+async def test_request_before_a_malformed_one_in_the_same_write_gets_its_own_answer() -> None:
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(request() + b"NOT AN HTTP REQUEST\r\n\r\n")
+        assert (await read_answer(reader)).body == b"root"
+        assert (await read_answer(reader)).status == 400
+        assert await closed(reader)
+
+
+async def test_100_continue_of_a_pipelined_request_comes_after_the_earlier_answer() -> None:
+    async with serving(echo_routes(), idle_timeout=0.5) as (_, port), connect(port) as (reader, writer):
+        writer.write(request() + b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 OK\r\n")  # the GET's answer first
+        assert await reader.readexactly(4) == b"root"
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"ok")
+        assert (await read_answer(reader)).body == b"ok"
+
+
+async def test_a_body_arriving_in_pieces_is_not_cut_while_each_piece_comes_within_the_idle_timeout() -> None:
+    async with serving(echo_routes(), idle_timeout=0.3) as (_, port), connect(port) as (reader, writer):
+        writer.write(request() + b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+        assert (await read_answer(reader)).body == b"root"
+        for piece in (b"sl", b"ow", b"ly"):  # a slow upload: 0.45 s in all, longer than the idle timeout
+            await asyncio.sleep(0.15)
+            writer.write(piece)
+        assert (await read_answer(reader)).body == b"slowly"
+
+
+async def test_a_body_that_stalls_longer_than_the_idle_timeout_closes_the_connection() -> None:
+    async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nst")
+        assert await closed(reader)
+
+
+async def test_prefix_route_root_is_404_not_405() -> None:
+    routes = Routes()
+    routes.add("GET", "/files/", lambda request: Response(request.tail.encode()), prefix=True)
+    async with serving(routes) as (_, port), connect(port) as (reader, writer):
+        writer.write(request(path="/files/"))
+        assert (await read_answer(reader)).status == 404
+
+
+async def test_header_line_is_refused_as_soon_as_it_is_over_the_limit() -> None:
+    async with serving(echo_routes(), idle_timeout=0.3) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nX-Endless: " + b"v" * 4096)  # no CRLF yet
+        assert (await reader.read()).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_client_leaving_an_unread_large_answer_leaves_no_unretrieved_error() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    routes = Routes()
+    routes.add("GET", "/big", lambda request: Response(b"x" * (8 << 20)))
+    async with serving(routes) as (server, port):
+        async with connect(port, rcvbuf=16 * 1024) as (reader, writer):
+            writer.write(request(path="/big"))
+            await reader.readuntil(b"\r\n\r\n")
+            writer.transport.abort()
+        while server.connections:  # noqa: ASYNC110 (connection_lost has no hook a test can await)
+            await asyncio.sleep(0.01)
+    gc.collect()
+    loop.set_exception_handler(None)
+    assert [(c["message"], repr(c.get("exception"))) for c in reported] == []
