@@ -25,6 +25,7 @@ import pytest
 import pytest_asyncio
 
 from kserve_llmd.realvllm import BLOCK_SIZE, MODEL_NAME, RealVllm, RealVllmError, free_ports, nixl_available
+from kserve_llmd.realvllm.ports import log_shows_port_clash
 from kserve_llmd.realvllm.probe import eventually, metric_families, post_json, replay_batches, sample_value
 from kserve_llmd.router.app import Router
 from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, load_preset
@@ -54,15 +55,14 @@ def nixl_engine(core: str, side_port: int) -> RealVllm:
 
 
 async def start_nixl(core: str) -> RealVllm:
-    """A started NIXL engine. RealVllm retries a port clash only when its log tail names it; here the clash (a port
-    picked free taken before the engine binds it, on a machine other engines share) is often further up the log."""
+    """A started NIXL engine. RealVllm retries a clash on the ports it picks itself; the NIXL side-channel port is
+    picked here (it goes in the environment), so a clash on it is retried here with a new one."""
     for attempt in range(3):
         engine = nixl_engine(core, free_ports(1)[0])
         try:
             return await engine.start()
         except RealVllmError:
-            clash = engine.log_path is not None and "address already in use" in engine.log_path.read_text().lower()
-            if not clash or attempt == 2:
+            if not log_shows_port_clash(engine.log_path) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
