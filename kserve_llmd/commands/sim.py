@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-model-len", type=int, default=16384)
     a("--no-prefix-caching", action="store_true", help="disable prefix caching (no hits, no BlockStored)")
     a("--zmq-endpoint", default="tcp://127.0.0.1:*", help="KV-event PUB of engine 0; engine i uses port+i")
+    a("--replay-endpoint", default=None,
+      help="KV-event replay ROUTER of engine 0; engine i uses port+i (default: ephemeral, on --zmq-endpoint's host)")
     a("--replay-buffer-steps", type=int, default=10000)
     a("--kv-events-topic", default="kv@{host}:{port}@{model}")
     a("--event-encoding", choices=["map", "positional"], default="map")
@@ -79,6 +81,7 @@ def build_config(args: argparse.Namespace) -> Any:
         block_size=args.block_size, kv_cache_size=args.kv_cache_size, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens, max_model_len=args.max_model_len,
         enable_prefix_caching=not args.no_prefix_caching, zmq_endpoint=args.zmq_endpoint,
+        replay_endpoint=args.replay_endpoint,
         replay_buffer_steps=args.replay_buffer_steps, kv_events_topic=args.kv_events_topic,
         event_encoding=args.event_encoding, time_scale=args.time_scale, profile=args.profile, timing=timing,
         seed=args.seed, tokenizer=args.tokenizer, failure_injection_rate=rate / 100.0 if rate > 1 else rate,

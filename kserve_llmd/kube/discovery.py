@@ -3,7 +3,9 @@
 Like llm-d's endpoint picker, an endpoint is a pod that is Ready (condition ``Ready=True``), has a ``podIP`` and is
 not terminating; it leaves when it stops being any of those. Its id is ``podIP:port``, its role the
 ``llm-d.ai/role`` label (``prefill``, ``decode``, ``both``; missing or unknown → ``both``), its KV-event endpoint
-``tcp://podIP:<kv_events_port>`` (None when no port is configured: the router then asks the engine).
+``tcp://podIP:<kv_events_port>`` (None when no port is configured: the router then asks the engine) and that
+publisher's replay ROUTER ``tcp://podIP:<kv_replay_port>`` (None without a replay port or without a KV-event port:
+the router then has no history on join and resets the endpoint on a gap).
 
 Protocol (the router's ``Discovery``)::
 
@@ -53,10 +55,12 @@ class PodEndpoint:
     url: str
     role: Role
     kv_events: str | None
+    kv_events_replay: str | None
     labels: dict[str, str] = field(hash=False)
 
     def endpoint(self) -> Endpoint:
-        return Endpoint(id=self.id, url=self.url, role=self.role, kv_events=self.kv_events, labels=dict(self.labels))
+        return Endpoint(id=self.id, url=self.url, role=self.role, kv_events=self.kv_events,
+                        kv_events_replay=self.kv_events_replay, labels=dict(self.labels))
 
 
 @dataclass(slots=True)
@@ -68,7 +72,8 @@ class DiscoveryStats:
 
 
 def pod_endpoint(
-    pod: dict[str, Any], port: int, kv_events_port: int | None, scheme: str = "http"
+    pod: dict[str, Any], port: int, kv_events_port: int | None, scheme: str = "http", *,
+    kv_replay_port: int | None = None,
 ) -> PodEndpoint | None:
     """The endpoint a pod stands for, or None when it cannot take traffic."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
@@ -84,7 +89,8 @@ def pod_endpoint(
     host = f"[{ip}]" if ":" in ip else ip
     url = f"{scheme}://{host}:{port}"
     kv_events = f"tcp://{host}:{kv_events_port}" if kv_events_port else None
-    return PodEndpoint(endpoint_id(url), url, role, kv_events, labels)
+    replay = f"tcp://{host}:{kv_replay_port}" if kv_events and kv_replay_port else None
+    return PodEndpoint(endpoint_id(url), url, role, kv_events, replay, labels)
 
 
 class KubernetesDiscovery:
@@ -98,6 +104,7 @@ class KubernetesDiscovery:
         *,
         api_client: Any,
         kv_events_port: int | None = 5557,
+        kv_replay_port: int | None = 5558,
         scheme: str = "http",
         watch_timeout: int = 300,
         backoff_initial: float = 0.5,
@@ -106,7 +113,7 @@ class KubernetesDiscovery:
     ) -> None:
         self.namespace, self.label_selector, self.port = namespace, label_selector, port
         self._api_client = api_client
-        self._kv_port, self._scheme = kv_events_port, scheme
+        self._kv_port, self._replay_port, self._scheme = kv_events_port, kv_replay_port, scheme
         self._watch_timeout = watch_timeout
         self._backoff = (backoff_initial, backoff_max)
         self._sleep = sleep
@@ -179,7 +186,7 @@ class KubernetesDiscovery:
             self._emit("updated", new)
 
     def _endpoint(self, pod: dict[str, Any]) -> PodEndpoint | None:
-        return pod_endpoint(pod, self.port, self._kv_port, self._scheme)
+        return pod_endpoint(pod, self.port, self._kv_port, self._scheme, kv_replay_port=self._replay_port)
 
     async def _list(self) -> None:
         body = await asyncio.to_thread(self._call_list)

@@ -1,8 +1,9 @@
 """``SimConfig``: the simulator's whole configuration, parsed strictly once at the entry point and passed down.
 
 Ports: engine ``i`` listens on ``port + i`` (``port == 0``: every engine takes an ephemeral port) and publishes KV
-events on the port of ``zmq_endpoint`` plus ``i`` (port ``0`` or ``*``: ephemeral). The replay ROUTER socket of each
-engine always takes an ephemeral port on the same host (reported in ``EngineInfo.replay``).
+events on the port of ``zmq_endpoint`` plus ``i`` (port ``0`` or ``*``: ephemeral). Its replay ROUTER socket binds
+the port of ``replay_endpoint`` plus ``i`` the same way (vLLM's ``replay_endpoint``); without one it takes an
+ephemeral port on ``zmq_endpoint``'s host. Both real addresses are reported in ``EngineInfo``.
 
 Timing: ``profile`` names a ``TimingParams`` in ``profiles.py``; ``timing`` (when given) replaces it entirely. The
 CLI builds ``timing`` from the profile plus the llm-d-inference-sim-named overrides. Every simulated duration is
@@ -42,6 +43,7 @@ class SimConfig(BaseModel):
     max_model_len: int = Field(default=16384, ge=2)
     enable_prefix_caching: bool = True
     zmq_endpoint: str = "tcp://127.0.0.1:*"
+    replay_endpoint: str | None = Field(default=None, description="None: ephemeral, on zmq_endpoint's host")
     replay_buffer_steps: int = Field(default=10000, ge=1)
     kv_events_topic: str = "kv@{host}:{port}@{model}"
     event_encoding: Literal["map", "positional"] = "map"
@@ -61,8 +63,10 @@ class SimConfig(BaseModel):
     def _check(self) -> SimConfig:
         if self.timing is None and self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(sorted(PROFILES))}")
-        if not self.zmq_endpoint.startswith("tcp://") or ":" not in self.zmq_endpoint[6:]:
-            raise ValueError(f"zmq_endpoint must look like tcp://HOST:PORT, got {self.zmq_endpoint!r}")
+        for name in ("zmq_endpoint", "replay_endpoint"):
+            value = getattr(self, name)
+            if value is not None and (not value.startswith("tcp://") or ":" not in value[6:]):
+                raise ValueError(f"{name} must look like tcp://HOST:PORT, got {value!r}")
         if self.port and self.port + self.engines - 1 > 65535:
             raise ValueError("port + engines - 1 must be at most 65535")
         if not self.failure_types:
@@ -74,15 +78,21 @@ class SimConfig(BaseModel):
 
     def zmq_bind(self, index: int) -> str:
         """The PUB endpoint engine ``index`` binds: base port + index, or ephemeral (``*``) when the base is 0/*."""
-        base, _, port = self.zmq_endpoint.rpartition(":")
-        if port in ("*", "0"):
-            return f"{base}:*"
-        return f"{base}:{int(port) + index}"
+        return _numbered(self.zmq_endpoint, index)
 
-    def replay_bind(self) -> str:
-        base, _, _ = self.zmq_endpoint.rpartition(":")
-        return f"{base}:*"
+    def replay_bind(self, index: int) -> str:
+        """The replay ROUTER endpoint engine ``index`` binds: numbered as ``zmq_bind``, or ephemeral when not set."""
+        if self.replay_endpoint is None:
+            return f"{self.zmq_endpoint.rpartition(':')[0]}:*"
+        return _numbered(self.replay_endpoint, index)
 
     def lease_wall_seconds(self) -> float:
         """Wall-clock lease: scaled like every duration, except at time-scale 0 (then unscaled, see module doc)."""
         return self.kv_lease_seconds * self.time_scale if self.time_scale > 0 else self.kv_lease_seconds
+
+
+def _numbered(endpoint: str, index: int) -> str:
+    base, _, port = endpoint.rpartition(":")
+    if port in ("*", "0"):
+        return f"{base}:*"
+    return f"{base}:{int(port) + index}"

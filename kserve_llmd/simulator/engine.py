@@ -64,7 +64,7 @@ class SimEngine:
             self.kv, max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens,
             max_model_len=config.max_model_len, sample=self._sample, stop_string=self._stop_string)
         self.leases = LeaseTable(self._release_lease, config.lease_wall_seconds())
-        self.publisher = KVEventPublisher(zmq_ctx, config.zmq_bind(index), config.replay_bind(),
+        self.publisher = KVEventPublisher(zmq_ctx, config.zmq_bind(index), config.replay_bind(index),
                                           encoding=config.event_encoding, buffer_steps=config.replay_buffer_steps)
         self.metrics = EngineMetrics(
             config.model, str(index),

@@ -3,8 +3,11 @@
 Arguments: every ``kserve-llmd router`` flag (``--preset``, ``--config``, ``--endpoint``/``--prefill``/``--decode``,
 ...), KServe's injected ``--model_name``, ``--predictor_host``, ``--http_port`` (and ``--grpc_port``, ``--workers``,
 ``--protocol``, accepted and unused), discovery flags (``--discovery kubernetes --selector L --namespace NS
---engine-port 8080 --kv-events-port 5557 [--kubeconfig F]``), and nothing else: any other ``--flag`` is logged once
-and ignored, because KServe versions add injected flags over time.
+--engine-port 8080 --kv-events-port 5557 --kv-replay-port 5558 [--kubeconfig F]``), and nothing else: any other
+``--flag`` is logged once and ignored, because KServe versions add injected flags over time. ``--kv-events-port`` is
+the engines' KV-event PUB (0: ask each engine, ``GET /kv_event_sources``, which also names its replay socket);
+``--kv-replay-port`` their replay ROUTER, from which the router catches up on join and fills sequence gaps (0: none;
+ignored when ``--kv-events-port`` is 0).
 
 Discovery: with a label selector, ``KubernetesDiscovery`` over the pods of the namespace (the pods of the prefill
 and decode InferenceServices, by their ``llm-d.ai/model`` label); otherwise the static endpoints given, or else the
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     found.add_argument("--namespace", help="namespace of the engine pods (default: the pod's own)")
     found.add_argument("--engine-port", type=int, default=8080, help="the engines' OpenAI HTTP port")
     found.add_argument("--kv-events-port", type=int, default=5557, help="the engines' KV-event port (0: ask)")
+    found.add_argument("--kv-replay-port", type=int, default=5558,
+                       help="the engines' KV-event replay port (0: none)")
     found.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, or KSERVE_LLMD_KUBE_HOST)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -96,7 +101,8 @@ def build_discovery(args: argparse.Namespace, config: Any, environ: Mapping[str,
     namespace = args.namespace or environ.get("POD_NAMESPACE") or _own_namespace()
     api_client = kube.api_client()
     discovery = KubernetesDiscovery(namespace, args.selector, args.engine_port, api_client=api_client,
-                                    kv_events_port=args.kv_events_port or None)
+                                    kv_events_port=args.kv_events_port or None,
+                                    kv_replay_port=args.kv_replay_port or None)
     return discovery, api_client
 
 

@@ -67,14 +67,15 @@ def test_vllm_runtime_wiring(role: Any, kv_role: str) -> None:
     assert transfer == {"kv_connector": "NixlConnector", "kv_role": kv_role}
     events = json.loads(args[args.index("--kv-events-config") + 1])
     assert events == {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": "tcp://*:5557",
-                      "topic": "kv@$(POD_IP):8080@{{.Name}}"}
+                      "replay_endpoint": "tcp://*:5558", "topic": "kv@$(POD_IP):8080@{{.Name}}"}
     assert args[args.index("--served-model-name") + 1] == "{{.Name}}"
     assert "--enable-prefix-caching" in args
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"]["value"] == "$(POD_IP)"
     assert env["VLLM_NIXL_SIDE_CHANNEL_PORT"]["value"] == "5600"
-    assert {p["containerPort"] for p in container["ports"]} == {8080, 5557, 5600}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "kv-events": 5557,
+                                                                           "kv-replay": 5558, "nixl": 5600}
     assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8080}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert rt["spec"]["annotations"] == {"prometheus.kserve.io/port": "8080", "prometheus.kserve.io/path": "/metrics"}
@@ -88,6 +89,9 @@ def test_sim_runtime_runs_our_simulator_without_gpus() -> None:
     container = serving_runtime(RuntimeOptions(role="decode", backend="sim"))["spec"]["containers"][0]
     assert container["command"] == ["kserve-llmd", "sim"]
     assert container["args"][container["args"].index("--zmq-endpoint") + 1] == "tcp://*:5557"
+    assert container["args"][container["args"].index("--replay-endpoint") + 1] == "tcp://*:5558"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "kv-events": 5557,
+                                                                           "kv-replay": 5558}
     assert "nvidia.com/gpu" not in json.dumps(container)
 
 
@@ -115,6 +119,8 @@ def test_pd_inference_services() -> None:
     assert decode["spec"]["predictor"]["labels"] == expected
     assert model["storageUri"] == "hf://Qwen/Qwen3-0.6B"
     assert model["args"][:2] == ["--served-model-name", "Qwen/Qwen3-0.6B"]
+    events = json.loads(model["args"][model["args"].index("--kv-events-config") + 1])  # replaces the runtime's
+    assert (events["endpoint"], events["replay_endpoint"]) == ("tcp://*:5557", "tcp://*:5558")
     assert prefill["spec"]["predictor"]["model"]["args"][-2:] == ["--tensor-parallel-size", "2"]
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
     router = decode["spec"]["transformer"]["containers"][0]
@@ -192,6 +198,12 @@ def test_models_use_camel_case_and_forbid_unknown_fields() -> None:
     assert ContainerPort.model_validate({"containerPort": 2}).container_port == 2
     with pytest.raises(ValidationError, match="extra"):
         ContainerPort.model_validate({"containerPort": 2, "hostPrt": 1})
+
+
+@pytest.mark.parametrize("name", ["kv-events-replay", "kv--replay", "5558", "-kv", "Kv"])
+def test_port_names_are_iana_service_names(name: str) -> None:
+    with pytest.raises(ValidationError):
+        ContainerPort(container_port=1, name=name)
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,32 @@ async def test_initial_list_keeps_only_ready_pods_with_ips(
     [endpoint] = discovery.snapshot()
     assert (endpoint.id, endpoint.url, endpoint.role) == ("10.0.0.1:8080", "http://10.0.0.1:8080", "decode")
     assert endpoint.kv_events == "tcp://10.0.0.1:5557"
+    assert endpoint.kv_events_replay == "tcp://10.0.0.1:5558"  # the rendered runtimes' replay port
     assert endpoint.labels == LABELS
+
+
+@pytest.mark.parametrize(("kv_events_port", "kv_replay_port", "expected"), [
+    (6000, 6001, ("tcp://10.0.0.1:6000", "tcp://10.0.0.1:6001")),
+    (5557, 0, ("tcp://10.0.0.1:5557", None)),  # no replay port: no history on join, gaps reset the endpoint
+    (None, 5558, (None, None)),  # no publisher port: the router asks the engine, which names both sockets
+])
+async def test_kv_event_addresses_follow_the_configured_ports(
+    double: KubeApiDouble, api_client: Any, kv_events_port: int | None, kv_replay_port: int,
+    expected: tuple[str | None, str | None],
+) -> None:
+    double.put_pod("p", namespace="llm", labels=LABELS, ip="10.0.0.1", ready=True)
+    d = KubernetesDiscovery("llm", SELECTOR, 8080, api_client=api_client, kv_events_port=kv_events_port,
+                            kv_replay_port=kv_replay_port)
+    try:
+        await d.start()
+        [endpoint] = d.snapshot()
+        assert (endpoint.kv_events, endpoint.kv_events_replay) == expected
+        events = aiter(d.watch())
+        double.set_pod("p", namespace="llm", labels={"llm-d.ai/role": "prefill"})
+        event = await asyncio.wait_for(anext(events), timeout=10)  # a hang guard, not a timing assertion
+        assert (event.kind, event.endpoint.kv_events, event.endpoint.kv_events_replay) == ("updated", *expected)
+    finally:
+        await d.aclose()
 
 
 async def test_pod_lifecycle_becomes_events(double: KubeApiDouble, discovery: KubernetesDiscovery) -> None:

@@ -11,9 +11,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
+from pydantic import ValidationError
 
 from kserve_llmd.cli import build_parser
 from kserve_llmd.commands.sim import build_config
+from kserve_llmd.realvllm.ports import free_ports
+from kserve_llmd.simulator import SimCluster, SimConfig
 
 
 def test_timing_flags_are_milliseconds_over_the_profile() -> None:
@@ -25,6 +29,24 @@ def test_timing_flags_are_milliseconds_over_the_profile() -> None:
     assert timing.time_factor_under_load == 3.0
     assert timing.prefill_time_per_token == 5e-5  # untouched profile value
     assert config.failure_injection_rate == 0.1  # llm-d-inference-sim's percent form
+
+
+def test_replay_endpoint_is_numbered_per_engine_like_the_publisher() -> None:
+    args = build_parser().parse_args(["sim", "--engines", "2", "--zmq-endpoint", "tcp://*:5557",
+                                      "--replay-endpoint", "tcp://*:5558"])
+    config = build_config(args)
+    assert [config.zmq_bind(i) for i in (0, 1)] == ["tcp://*:5557", "tcp://*:5558"]
+    assert [config.replay_bind(i) for i in (0, 1)] == ["tcp://*:5558", "tcp://*:5559"]
+    default = build_config(build_parser().parse_args(["sim", "--zmq-endpoint", "tcp://127.0.0.1:5557"]))
+    assert default.replay_bind(0) == "tcp://127.0.0.1:*"  # without the flag: ephemeral, as before
+    with pytest.raises(ValidationError, match="replay_endpoint must look like tcp://HOST:PORT"):
+        SimConfig(replay_endpoint="5558")
+
+
+async def test_engine_binds_its_replay_socket_where_told() -> None:
+    [port] = free_ports(1)  # free a moment ago: what a runtime's fixed port is to the engine
+    async with SimCluster(SimConfig(time_scale=0, replay_endpoint=f"tcp://127.0.0.1:{port}")) as cluster:
+        assert cluster.engines[0].replay == f"tcp://127.0.0.1:{port}"
 
 
 async def _post_each(engines: list[dict[str, str]]) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kserve_llmd.kube.builders import RouterOptions
 from kserve_llmd.kube.builders.router import router_container
+from kserve_llmd.kube.builders.runtime import KV_EVENTS_PORT, KV_REPLAY_PORT
 from kserve_llmd.transformer.server import build_config, parse_args
 
 
@@ -16,6 +17,7 @@ def test_rendered_transformer_args_parse_with_kserve_flags_appended() -> None:
     assert args.ignored == []
     assert args.discovery == "kubernetes"
     assert args.selector == "llm-d.ai/model=qwen"
+    assert (args.kv_events_port, args.kv_replay_port) == (KV_EVENTS_PORT, KV_REPLAY_PORT)  # what the runtimes open
     assert args.port == 8080
     assert build_config(args).port == 8080
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,9 +22,10 @@ from kserve_llmd.router.config import EndpointSpec, RouterConfig, load_preset
 from kserve_llmd.router.discovery import StaticDiscovery
 from kserve_llmd.simulator import SimCluster, SimConfig
 from kserve_llmd.testing.kube_double import KubeApiDouble
-from kserve_llmd.transformer.server import build_config, parse_args
+from kserve_llmd.transformer.server import build_config, build_discovery, parse_args
 
 CHAT = {"model": "sim-model", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 4}
+PROMPT = " ".join(f"word{i}" for i in range(200))  # 200 builtin tokens = 12 full blocks of 16
 
 
 def test_kserve_arguments_are_accepted_and_unknown_ones_ignored() -> None:
@@ -39,6 +41,7 @@ def test_kserve_arguments_are_accepted_and_unknown_ones_ignored() -> None:
 def test_selector_means_kubernetes_discovery_and_is_required_for_it() -> None:
     args = parse_args(["--selector", "llm-d.ai/model=m", "--namespace", "llm", "--http_port", "0"])
     assert args.discovery == "kubernetes"
+    assert (args.kv_events_port, args.kv_replay_port) == (5557, 5558)  # the rendered runtimes' ports
     with pytest.raises(ConfigError, match="--selector"):
         parse_args(["--discovery", "kubernetes"])
     with pytest.raises(ConfigError, match="no endpoints"):
@@ -86,6 +89,48 @@ async def test_transformer_process_routes_to_discovered_pods(
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 0, stderr.decode()
     assert "ignoring arguments this transformer does not use: --unknown_kserve_flag 1" in stderr.decode()
+
+
+@pytest.mark.parametrize("with_replay", [True, False])
+async def test_late_router_catches_up_from_the_replay_port_of_discovered_pods(
+    double: KubeApiDouble, with_replay: bool
+) -> None:
+    # argv → build_discovery → KubernetesDiscovery over the API double → Router → the ingester's join replay against
+    # the simulator's real replay ROUTER; blocks stored before the router started are indexed only with the port.
+    async with SimCluster(SimConfig(time_scale=0, model="sim")) as sim, aiohttp.ClientSession() as client:
+        (engine,) = sim.engines
+        body = {"model": "sim", "prompt": PROMPT, "max_tokens": 4}
+        async with client.post(engine.url + "/v1/completions", json=body) as resp:  # before the router exists
+            assert resp.status == 200
+        double.put_pod("qwen-predictor-0", namespace="llm", ip="127.0.0.1", ready=True,
+                       labels={"llm-d.ai/model": "qwen", "llm-d.ai/role": "both"})
+        [http_port, kv_port, replay_port] = [a.rsplit(":", 1)[1] for a in (engine.url, engine.kv_events, engine.replay)]
+        args = parse_args(["--selector", "llm-d.ai/model=qwen", "--namespace", "llm", "--http_port", "0",
+                           "--preset", "precise-prefix", "--engine-port", http_port, "--kv-events-port", kv_port,
+                           "--kv-replay-port", replay_port if with_replay else "0"])
+        config = build_config(args)
+        discovery, api_client = build_discovery(args, config, {"KSERVE_LLMD_KUBE_HOST": double.url})
+        try:
+            async with Router(config, discovery, rng=random.Random(1)) as router:
+                [endpoint] = router.endpoints
+                assert (endpoint.kv_events, endpoint.kv_events_replay) == (
+                    engine.kv_events, engine.replay if with_replay else None)
+                ingester = router.ingester
+                assert ingester is not None
+                assert await ingester.wait_joined(30)
+                async with client.post(router.url + "/v1/completions", json=body) as resp:
+                    assert resp.status == 200
+                async with client.get(router.url + "/metrics") as resp:
+                    text = await resp.text()
+        finally:
+            api_client.close()
+    if with_replay:
+        assert (ingester.stats.replays, ingester.stats.replay_failures) == (1, 0)
+        # the router's first request already matched every block the engine had cached
+        assert 'kserve_llmd_router_prefix_match_ratio_bucket{le="0.99"} 0.0' in text
+    else:
+        assert ingester.stats.replays + ingester.stats.replay_failures == 0
+        assert 'kserve_llmd_router_prefix_match_ratio_bucket{le="0.99"} 1.0' in text  # a miss: history unseen
 
 
 async def test_router_model_predicts_through_kserve_data_plane(engine: SimCluster) -> None:

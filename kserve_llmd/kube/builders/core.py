@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from kserve_llmd.types import JSON
@@ -28,6 +28,17 @@ DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-
 #: A Kubernetes quantity as a string (``"1"``, ``"16Gi"``, ``"500m"``).
 Quantity = Annotated[str, StringConstraints(pattern=r"^[+-]?[0-9.]+([eE][+-]?[0-9]+|[KMGTPE]i?|m|k|u|n)?$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _iana_service_name(name: str) -> str:
+    if "--" in name or not any(c.isalpha() for c in name):
+        raise ValueError(f"{name!r} is not an IANA_SVC_NAME (needs a letter, no '--')")
+    return name
+
+
+#: A container port name (IANA_SVC_NAME): at most 15 of ``a-z0-9-``, a letter, no leading, trailing or double ``-``.
+PortName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15),
+                     AfterValidator(_iana_service_name)]
 
 
 class KubeModel(BaseModel):
@@ -68,7 +79,7 @@ class EnvVar(KubeModel):
 
 class ContainerPort(KubeModel):
     container_port: Port
-    name: DnsLabel | None = None
+    name: PortName | None = None
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
 
 

@@ -6,7 +6,7 @@
   transformer, our router discovering both pools by the ``llm-d.ai/model`` label through the Kubernetes API
   (service account + pod-reader Role from ``rbac.py``).
 
-Both use ``RawDeployment`` mode: Knative allows one container port, and the engines expose three.
+Both use ``RawDeployment`` mode: Knative allows one container port, and the engines expose four.
 """
 
 from __future__ import annotations

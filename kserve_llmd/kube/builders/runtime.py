@@ -5,9 +5,11 @@ A runtime pins everything an engine needs for llm-d-style serving (REFERENCE 1.1
 
 * ``--kv-transfer-config`` with the NixlConnector and the pool's role (``kv_producer`` on prefill, ``kv_consumer``
   on decode, ``kv_both`` aggregated), ``VLLM_NIXL_SIDE_CHANNEL_HOST=$(POD_IP)``, ``..._PORT=5600``;
-* ``--kv-events-config`` publishing KV events on ``tcp://*:5557`` with topic ``kv@$(POD_IP):8080@<model>``;
+* ``--kv-events-config`` publishing KV events on ``tcp://*:5557`` with topic ``kv@$(POD_IP):8080@<model>``, and
+  their replay ROUTER on ``tcp://*:5558`` (``replay_endpoint``: the router fills gaps and catches up on join from it);
 * ``POD_IP`` from the downward API (Kubernetes expands ``$(POD_IP)`` in args and env);
-* ports 8080 (OpenAI HTTP), 5557 (KV events), 5600 (NIXL side channel); probes on ``/health``;
+* ports 8080 (OpenAI HTTP), 5557 (KV events), 5558 (KV-event replay), 5600 (NIXL side channel); probes on
+  ``/health``;
 * a memory-backed ``/dev/shm`` (NCCL and vLLM workers need more than the default 64 MiB);
 * Prometheus scrape annotations, ``supportedModelFormats`` (``autoSelect: false``: chosen by name only) and
   ``protocolVersions``.
@@ -49,6 +51,7 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 KSERVE_LLMD_IMAGE = "ghcr.io/kserve-llmd/kserve-llmd:0.1.0"
 HTTP_PORT = 8080
 KV_EVENTS_PORT = 5557
+KV_REPLAY_PORT = 5558
 NIXL_PORT = 5600
 MODEL_DIR = "/mnt/models"
 MODEL_FORMAT = "huggingface"
@@ -87,7 +90,7 @@ def kv_transfer_config(role: Role) -> str:
 
 def kv_events_config(model: str = "{{.Name}}", port: int = HTTP_PORT) -> str:
     config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": f"tcp://*:{KV_EVENTS_PORT}",
-              "topic": f"kv@$(POD_IP):{port}@{model}"}
+              "replay_endpoint": f"tcp://*:{KV_REPLAY_PORT}", "topic": f"kv@$(POD_IP):{port}@{model}"}
     return json.dumps(config, separators=(",", ":"))
 
 
@@ -110,6 +113,7 @@ def sim_args(role: Role, profile: str) -> list[str]:
         "--role", role,
         "--profile", profile,
         "--zmq-endpoint", f"tcp://*:{KV_EVENTS_PORT}",
+        "--replay-endpoint", f"tcp://*:{KV_REPLAY_PORT}",
         "--kv-events-topic", f"kv@$(POD_IP):{HTTP_PORT}@{{{{.Name}}}}",
     ]  # fmt: skip
 
@@ -118,7 +122,8 @@ def engine_container(options: RuntimeOptions) -> Container:
     """The ``kserve-container`` of a runtime (KServe merges the InferenceService's model container into it)."""
     env = [EnvVar.field("POD_IP", "status.podIP")]
     ports = [ContainerPort(container_port=HTTP_PORT, name="http"),
-             ContainerPort(container_port=KV_EVENTS_PORT, name="kv-events")]
+             ContainerPort(container_port=KV_EVENTS_PORT, name="kv-events"),
+             ContainerPort(container_port=KV_REPLAY_PORT, name="kv-replay")]
     if options.backend == "vllm":
         env += [EnvVar(name="VLLM_NIXL_SIDE_CHANNEL_HOST", value="$(POD_IP)"),
                 EnvVar(name="VLLM_NIXL_SIDE_CHANNEL_PORT", value=str(NIXL_PORT))]
