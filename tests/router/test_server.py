@@ -358,7 +358,8 @@ async def test_stream_given_up_on_without_end_closes_the_connection() -> None:
         assert await reader.read() == b"7\r\npartial\r\n"  # then EOF: no terminating chunk, the cut is visible
 
 
-async def test_client_disconnect_cancels_the_waiting_handler() -> None:
+def never_answering(path: str) -> tuple[Routes, asyncio.Event, asyncio.Event]:
+    """Routes with one handler at ``path`` that waits forever; the events: it started, it was cancelled."""
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def waiting(request: Request) -> Response:
@@ -371,7 +372,12 @@ async def test_client_disconnect_cancels_the_waiting_handler() -> None:
         return Response(b"never")
 
     routes = Routes()
-    routes.add("GET", "/wait", waiting)
+    routes.add("GET", path, waiting)
+    return routes, started, cancelled
+
+
+async def test_client_disconnect_cancels_the_waiting_handler() -> None:
+    routes, started, cancelled = never_answering("/wait")
     async with serving(routes) as (server, port):
         async with connect(port) as (_, writer):
             writer.write(request(path="/wait"))
@@ -456,19 +462,7 @@ async def test_aclose_lets_the_request_in_flight_finish_and_closes_idle_connecti
 
 
 async def test_aclose_aborts_a_handler_that_outlives_the_grace() -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def hanging(request: Request) -> Response:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return Response(b"never")
-
-    routes = Routes()
-    routes.add("GET", "/hang", hanging)
+    routes, started, cancelled = never_answering("/hang")
     async with serving(routes) as (server, port), connect(port) as (reader, writer):
         writer.write(request(path="/hang"))
         await started.wait()
