@@ -103,6 +103,9 @@ def build_discovery(args: argparse.Namespace, config: Any, environ: Mapping[str,
     discovery = KubernetesDiscovery(namespace, args.selector, args.engine_port, api_client=api_client,
                                     kv_events_port=args.kv_events_port or None,
                                     kv_replay_port=args.kv_replay_port or None)
+    log.info("discovery: pods %r in namespace %s; engine port %d, KV events %s, replay %s", args.selector, namespace,
+             args.engine_port, args.kv_events_port or "asked from each engine",
+             (args.kv_replay_port or "none") if args.kv_events_port else "asked from each engine")
     return discovery, api_client
 
 

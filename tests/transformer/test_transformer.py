@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
@@ -93,7 +94,7 @@ async def test_transformer_process_routes_to_discovered_pods(
 
 @pytest.mark.parametrize("with_replay", [True, False])
 async def test_late_router_catches_up_from_the_replay_port_of_discovered_pods(
-    double: KubeApiDouble, with_replay: bool
+    double: KubeApiDouble, with_replay: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     # argv → build_discovery → KubernetesDiscovery over the API double → Router → the ingester's join replay against
     # the simulator's real replay ROUTER; blocks stored before the router started are indexed only with the port.
@@ -109,7 +110,10 @@ async def test_late_router_catches_up_from_the_replay_port_of_discovered_pods(
                            "--preset", "precise-prefix", "--engine-port", http_port, "--kv-events-port", kv_port,
                            "--kv-replay-port", replay_port if with_replay else "0"])
         config = build_config(args)
+        caplog.set_level(logging.INFO, logger="kserve_llmd.transformer.server")
         discovery, api_client = build_discovery(args, config, {"KSERVE_LLMD_KUBE_HOST": double.url})
+        # the start-up log says where discovery looks (STYLE: the effective configuration is logged at start)
+        assert f"KV events {kv_port}, replay {replay_port if with_replay else 'none'}" in caplog.text
         try:
             async with Router(config, discovery, rng=random.Random(1)) as router:
                 [endpoint] = router.endpoints
