@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +15,8 @@ from typing import Any, NamedTuple
 import aiohttp
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kserve_llmd.router.server import HttpServer, Request, Response, Routes, ServerLimits, Stream
 
@@ -550,3 +554,75 @@ async def test_client_leaving_an_unread_large_answer_leaves_no_unretrieved_error
     gc.collect()
     loop.set_exception_handler(None)
     assert [(c["message"], repr(c.get("exception"))) for c in reported] == []
+
+
+# ----------------------------------------------------------------------------------------------- properties
+
+one_request = st.tuples(st.sampled_from(["get", "length", "chunked", "slow"]), st.binary(max_size=300),
+                        st.booleans())
+
+
+def encoded(kind: str, body: bytes, upper: bool) -> tuple[bytes, bytes]:
+    """A request of ``kind`` on the wire, and the body its answer must carry."""
+    host = b"HOST: t\r\n" if upper else b"host: t\r\n"
+    if kind == "get":
+        return b"GET / HTTP/1.1\r\n" + host + b"\r\n", b"root"
+    path = b"/slow" if kind == "slow" else b"/echo"
+    if kind == "chunked":
+        pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
+        framed = b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        return b"POST /echo HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n" + framed, body
+    return b"POST %b HTTP/1.1\r\n%bContent-Length: %d\r\n\r\n%b" % (path, host, len(body), body), body
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(one_request, min_size=1, max_size=4), st.lists(st.integers(1, 2000), max_size=8))
+def test_pipelined_requests_split_anywhere_get_their_answers_in_order(
+    requests: list[tuple[str, bytes, bool]], cuts: list[int]
+) -> None:
+    """However the bytes of a pipelined series are cut into reads, each request gets its own answer, in order (some
+    through a task, ``/slow``, some from the read callback)."""
+    wire, expected = zip(*(encoded(*r) for r in requests), strict=True)
+    stream = b"".join(wire)
+    bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(0)
+        return Response(request.body)
+
+    async def scenario() -> list[bytes]:
+        routes = echo_routes()
+        routes.add("POST", "/slow", slow)
+        async with serving(routes) as (_, port), connect(port) as (reader, writer):
+            for start, end in itertools.pairwise(bounds):
+                writer.write(stream[start:end])
+                await writer.drain()
+                await asyncio.sleep(0)  # let the server read this piece on its own, when it can
+            async with asyncio.timeout(5):  # a missing answer fails this example, not the whole run's clock
+                return [(await read_answer(reader)).body for _ in requests]
+
+    assert asyncio.run(scenario()) == list(expected)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048) | st.builds(lambda junk, good: good + junk, st.binary(max_size=512),
+                                            st.just(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")))
+def test_arbitrary_bytes_get_an_answer_or_a_close_and_the_server_keeps_serving(junk: bytes) -> None:
+    """Whatever a client sends, then stops sending: the server answers (status lines only from the known set) and
+    closes, without a handler error, and a new connection is served as usual."""
+
+    async def scenario() -> tuple[bytes, Answer]:
+        async with serving(echo_routes()) as (_, port):
+            async with connect(port) as (reader, writer):
+                writer.write(junk)
+                writer.write_eof()  # the client is done: the server must not wait for more
+                async with asyncio.timeout(5):
+                    received = await reader.read()
+            async with connect(port) as (reader, writer):
+                writer.write(request())
+                return received, await read_answer(reader)
+
+    received, fresh = asyncio.run(scenario())
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+    assert set(statuses) <= {b"100", b"200", b"400", b"404", b"405", b"413", b"431"}
+    assert (fresh.status, fresh.body) == (200, b"root")
