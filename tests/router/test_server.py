@@ -172,33 +172,33 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent() -> None
 # ----------------------------------------------------------------------------------------------- refusals
 
 
-@pytest.mark.parametrize("sent", [
-    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n", id="content-length"),
+TOO_LARGE = (413, "RequestEntityTooLarge")
+HEAD_TOO_LARGE = (431, "RequestHeaderFieldsTooLarge")
+MALFORMED = (400, "BadRequestError")
+
+
+@pytest.mark.parametrize(("sent", "refusal"), [
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n", TOO_LARGE, id="content-length"),
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 b"200\r\n" + b"a" * 512 + b"\r\n" b"201\r\n" + b"b" * 513 + b"\r\n", id="chunked"),
-])
-async def test_body_over_max_body_is_refused_with_413_and_the_connection_closes(sent: bytes) -> None:
-    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
-        writer.write(sent)
-        answer = await read_answer(reader)
-        assert answer.status == 413
-        assert error_of(answer)["type"] == "RequestEntityTooLarge"
-        assert answer.headers["connection"] == "close"
-        assert await closed(reader)
-
-
-@pytest.mark.parametrize("sent", [
-    pytest.param(b"GET /" + b"u" * 256 + b" HTTP/1.1\r\nHost: t\r\n\r\n", id="url"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 256 + b"\r\n\r\n", id="header-line"),
+                 b"200\r\n" + b"a" * 512 + b"\r\n" b"201\r\n" + b"b" * 513 + b"\r\n", TOO_LARGE, id="chunked"),
+    pytest.param(b"GET /" + b"u" * 256 + b" HTTP/1.1\r\nHost: t\r\n\r\n", HEAD_TOO_LARGE, id="url"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 256 + b"\r\n\r\n", HEAD_TOO_LARGE, id="header-line"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: %b\r\n" % (i, b"v" * 200) for i in range(6))
-                 + b"\r\n", id="whole-head"),
+                 + b"\r\n", HEAD_TOO_LARGE, id="whole-head"),
+    pytest.param(b"NOT AN HTTP REQUEST\r\n\r\n", MALFORMED, id="request-line"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", MALFORMED,
+                 id="upgrade"),
 ])
-async def test_head_over_its_limits_is_refused_with_431(sent: bytes) -> None:
+async def test_refused_request_gets_an_openai_error_with_connection_close_then_the_close(
+    sent: bytes, refusal: tuple[int, str]
+) -> None:
+    """Over ``max_body`` (413: by Content-Length before the body, or as a chunked body grows), over ``max_field`` /
+    ``max_head`` (431), unparseable or an upgrade (400)."""
     async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
         writer.write(sent)
         answer = await read_answer(reader)
-        assert answer.status == 431
-        assert error_of(answer)["type"] == "RequestHeaderFieldsTooLarge"
+        assert (answer.status, error_of(answer)["type"]) == refusal
+        assert answer.headers["connection"] == "close"
         assert await closed(reader)
 
 
@@ -207,19 +207,6 @@ async def test_head_just_under_its_limits_is_served() -> None:
     async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
         writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n" + fitting + b"\r\n")
         assert (await read_answer(reader)).status == 200
-
-
-@pytest.mark.parametrize("sent", [
-    pytest.param(b"NOT AN HTTP REQUEST\r\n\r\n", id="request-line"),
-    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", id="upgrade"),
-])
-async def test_malformed_request_or_upgrade_is_refused_with_400_and_the_connection_closes(sent: bytes) -> None:
-    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
-        writer.write(sent)
-        answer = await read_answer(reader)
-        assert answer.status == 400
-        assert error_of(answer)["type"] == "BadRequestError"
-        assert await closed(reader)
 
 
 # ----------------------------------------------------------------------------------------------- routing
