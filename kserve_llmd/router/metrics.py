@@ -1,8 +1,8 @@
 """The router's own Prometheus metrics, in its own ``CollectorRegistry`` (never the process-global one).
 
-Per-request series are observed on the request path (counters and histograms only); everything that is state
-(in-flight counts, health, index size, events ingested) is read from the live objects at scrape time by a collector,
-so the hot path never touches a gauge.
+Per-request series are observed on the request path (counters and histograms only, loop-owned: ``loopmetrics.py``,
+no lock); everything that is state (in-flight counts, health, index size, events ingested) is read from the live
+objects at scrape time by a collector, so the hot path never touches a gauge.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kserve_llmd.router.endpoints import EndpointRegistry
+from kserve_llmd.router.loopmetrics import Counter, Histogram, LoopCollector
 
 PREFIX = "kserve_llmd_router"
 DECISION_BUCKETS = (
@@ -27,24 +28,22 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 class RouterMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(f"{PREFIX}_requests", "Requests by endpoint and outcome.",
-                                ["endpoint", "outcome"], registry=r)
+        self.requests = Counter(f"{PREFIX}_requests", "Requests by endpoint and outcome.", ["endpoint", "outcome"])
         self.decision_latency = Histogram(f"{PREFIX}_decision_latency_seconds",
                                           "Scheduling decision time (tokenize + match + filter + score + pick).",
-                                          buckets=DECISION_BUCKETS, registry=r)
+                                          buckets=DECISION_BUCKETS)
         self.prefix_match_ratio = Histogram(f"{PREFIX}_prefix_match_ratio",
                                             "Matched prefix blocks / prompt blocks on the chosen endpoint.",
-                                            buckets=RATIO_BUCKETS, registry=r)
+                                            buckets=RATIO_BUCKETS)
         self.ttft = Histogram(f"{PREFIX}_upstream_ttft_seconds",
-                              "Time from sending upstream to the first response byte.",
-                              buckets=TTFT_BUCKETS, registry=r)
-        self.retries = Counter(f"{PREFIX}_retries", "Requests retried on another endpoint after a connect failure.",
-                               registry=r)
+                              "Time from sending upstream to the first response byte.", buckets=TTFT_BUCKETS)
+        self.retries = Counter(f"{PREFIX}_retries", "Requests retried on another endpoint after a connect failure.")
         self.stale = Counter(f"{PREFIX}_stale_metrics_reads", "Times a scorer treated an endpoint's metrics as stale.",
-                             ["endpoint"], registry=r)
+                             ["endpoint"])
         self.scrape_failures = Counter(f"{PREFIX}_scrape_failures", "Failed metrics or health scrapes.",
-                                       ["endpoint", "what"], registry=r)
+                                       ["endpoint", "what"])
+        self.registry.register(LoopCollector([self.requests, self.decision_latency, self.prefix_match_ratio, self.ttft,
+                                              self.retries, self.stale, self.scrape_failures]))
 
     def attach_state(self, endpoints: EndpointRegistry, index_stats: Callable[[], dict[str, float]] | None) -> None:
         self.registry.register(_StateCollector(endpoints, index_stats))

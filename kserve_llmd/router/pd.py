@@ -35,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 from multidict import CIMultiDict
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
 from kserve_llmd.errors import ConfigError, KserveLlmdError, KVTransferError, UpstreamFailedError, UpstreamTimeoutError
 from kserve_llmd.http import JSON_CONTENT_TYPE
 from kserve_llmd.router.endpoints import EndpointRegistry
 from kserve_llmd.router.interfaces import Endpoint, PDDecider, PDDecision, RequestContext
+from kserve_llmd.router.loopmetrics import Counter, Histogram, LoopCollector
 from kserve_llmd.router.server import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.sidecar import PREFILLER_HEADER, prefiller_from_header
 from kserve_llmd.types import JSON, Clock
@@ -91,16 +92,15 @@ class PDMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         p = "kserve_llmd_router_pd"
-        self.decisions = Counter(f"{p}_decisions", "P/D decisions by outcome and reason.", ["decision", "reason"],
-                                 registry=registry)
+        self.decisions = Counter(f"{p}_decisions", "P/D decisions by outcome and reason.", ["decision", "reason"])
         self.prefill_latency = Histogram(f"{p}_prefill_latency_seconds", "Successful prefill legs, send to answer.",
-                                         buckets=LATENCY_BUCKETS, registry=registry)
-        self.fallbacks = Counter(f"{p}_fallbacks", "Failed prefill legs served aggregated instead.", ["reason"],
-                                 registry=registry)
+                                         buckets=LATENCY_BUCKETS)
+        self.fallbacks = Counter(f"{p}_fallbacks", "Failed prefill legs served aggregated instead.", ["reason"])
         self.failures = Counter(f"{p}_failures", "Disaggregated requests that failed, by stage and reason.",
-                                ["stage", "reason"], registry=registry)
-        self.releases = Counter(f"{p}_lease_releases", "Prefill leases the router asked to free.", ["outcome"],
-                                registry=registry)
+                                ["stage", "reason"])
+        self.releases = Counter(f"{p}_lease_releases", "Prefill leases the router asked to free.", ["outcome"])
+        registry.register(LoopCollector([self.decisions, self.prefill_latency, self.fallbacks, self.failures,
+                                         self.releases]))
 
 
 @dataclass(slots=True)

@@ -126,7 +126,7 @@ async def test_connect_failure_retries_on_next_endpoint() -> None:
                 assert resp.status == 200
         assert len(good.seen) == 4
         # passive health: the first refused connection takes the dead endpoint out at once, so one retry only
-        assert router.metrics.retries._value.get() == 1
+        assert router.metrics.registry.get_sample_value("kserve_llmd_router_retries_total") == 1
         assert [ep.healthy for ep in router.endpoints] == [False, True]
         assert all(ep.inflight_requests == 0 and ep.inflight_tokens == 0 for ep in router.endpoints)
 
