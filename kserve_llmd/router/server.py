@@ -49,6 +49,7 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbid
             503: b"Service Unavailable", 504: b"Gateway Timeout"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection (nobody reads it)
+LINGER = 5.0  # seconds a refused client's remaining bytes are read and dropped before the close (nginx: 5 s)
 
 
 def _status_line(status: int) -> bytes:
@@ -372,7 +373,7 @@ class _Conn(asyncio.Protocol):
             return
         if self._failed is not None:
             self.transport.write(Response.error(self._failed).encode(keep_alive=False))
-            self.transport.close()
+            self._linger()
             return
         if self._continue:
             self._continue = False
@@ -411,12 +412,27 @@ class _Conn(asyncio.Protocol):
                 self.transport.close()
 
     def _fail(self, error: KserveLlmdError) -> None:
-        """A request that cannot be parsed or taken: stop reading; ``_next`` answers the ones before it, then this."""
+        """A request that cannot be parsed or taken: what follows it is dropped; ``_next`` answers the requests
+        before it, then this one, then lingers."""
         log.info("refused a request: %s", error.message)
         self._failed = error
         self._cancel_idle()
-        if not self.transport.is_closing():
-            self.transport.pause_reading()
+
+    def _linger(self) -> None:
+        """After a refusal: our side is shut once the answer is written, and what the client still sends (the rest of
+        a body it writes before reading, e.g. after a 413 on its Content-Length) is read and dropped until it stops
+        or for ``LINGER`` seconds. Closing at once, with its bytes unread, would make the kernel reset the connection,
+        and a client still writing would see a broken pipe instead of the answer. (A client's EOF closes the
+        connection at any time, as a disconnect: asyncio's default, which cancels a handler still running.)"""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        self._idle = asyncio.get_running_loop().call_later(LINGER, transport.close)
 
     # ------------------------------------------------------------------------------------------- idle
 

@@ -202,6 +202,18 @@ async def test_refused_request_gets_an_openai_error_with_connection_close_then_t
         assert await closed(reader)
 
 
+async def test_a_client_writing_its_whole_oversized_body_before_reading_still_gets_the_413() -> None:
+    """The server refuses on the Content-Length, then reads and drops the body the client goes on sending: closing
+    with those bytes unread would reset the connection, and the client would see a broken pipe, not the answer."""
+    body = b"x" * (4 << 20)  # far more than the sockets buffer
+    async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()  # all of it was taken
+        answer = await read_answer(reader)
+        assert (answer.status, error_of(answer)["type"]) == TOO_LARGE
+        assert await closed(reader)
+
+
 async def test_head_just_under_its_limits_is_served() -> None:
     fitting = b"".join(b"X-%d: %b\r\n" % (i, b"v" * 200) for i in range(4))  # about 840 of the 1024 bytes allowed
     async with serving(echo_routes()) as (_, port), connect(port) as (reader, writer):
