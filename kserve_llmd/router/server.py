@@ -224,7 +224,9 @@ class _Conn(asyncio.Protocol):
         self._head_fed = 0  # bytes fed while a head was incomplete (httptools holds a header line until its CRLF)
         self._continue = False  # a 100 Continue owed once the answers before it are out
         self._drained: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
         self._new_message()
 
     def _new_message(self) -> None:
@@ -366,8 +368,7 @@ class _Conn(asyncio.Protocol):
             if isinstance(result, Response):
                 self._write(request, result)
                 continue
-            self._busy = True
-            self._cancel_idle()
+            self._busy = True  # (the idle timer, if it fires meanwhile, lets a busy connection be)
             self._task = asyncio.get_running_loop().create_task(self._run(request, cast(Coroutine[Any, Any, Any],
                                                                                          result)))
         if self._busy or self.transport.is_closing():
@@ -417,7 +418,6 @@ class _Conn(asyncio.Protocol):
         before it, then this one, then lingers."""
         log.info("refused a request: %s", error.message)
         self._failed = error
-        self._cancel_idle()
 
     def _linger(self) -> None:
         """After a refusal: our side is shut once the answer is written, and what the client still sends (the rest of
@@ -433,14 +433,17 @@ class _Conn(asyncio.Protocol):
         if self._paused:
             self._paused = False
             transport.resume_reading()
-        self._idle = asyncio.get_running_loop().call_later(LINGER, transport.close)
+        self._cancel_idle()
+        self._idle = self._loop.call_later(LINGER, transport.close)
 
     # ------------------------------------------------------------------------------------------- idle
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(self._limits.idle_timeout, self._on_idle)
+        """Silence is timed from now. One timer per connection stays pending and re-arms itself when it fires
+        early, so the per-request cost is a clock read, not a timer."""
+        self._idle_since = self._loop.time()
+        if self._idle is None:
+            self._idle = self._loop.call_at(self._idle_since + self._limits.idle_timeout, self._on_idle)
 
     def _cancel_idle(self) -> None:
         if self._idle is not None:
@@ -449,7 +452,12 @@ class _Conn(asyncio.Protocol):
 
     def _on_idle(self) -> None:
         self._idle = None
-        if not self._busy:
+        if self._busy or self._failed is not None:  # busy: re-armed when it answers; failed: lingering
+            return
+        deadline = self._idle_since + self._limits.idle_timeout
+        if self._loop.time() < deadline:
+            self._idle = self._loop.call_at(deadline, self._on_idle)
+        else:
             self.transport.close()
 
     def close_if_idle(self) -> bool:
