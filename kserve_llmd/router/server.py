@@ -206,7 +206,7 @@ class _Reject(Exception):
 class _Conn(asyncio.Protocol):
     """One client connection: parses, queues, dispatches one request at a time, writes the answers in order.
 
-    States: idle (the idle timer runs, re-armed by every read), busy (a handler's task runs; no timer: answers may
+    States: idle (silence is timed from the last read), busy (a handler's task runs; no timer: answers may
     take minutes), failed (an unparseable or refused request: what came before it is answered, then its error, then
     the connection closes)."""
 
@@ -232,6 +232,7 @@ class _Conn(asyncio.Protocol):
     def _new_message(self) -> None:
         self._url = b""
         self._raw: list[tuple[bytes, bytes]] = []
+        self._headers: dict[str, str] = {}  # lower-case names, built as the headers arrive
         self._head_size = 0
         self._body: list[bytes] = []
         self._body_size = 0
@@ -316,18 +317,16 @@ class _Conn(asyncio.Protocol):
             raise _Reject(HeadersTooLargeError(f"request headers are over the limit of {self._limits.max_field} "
                                                f"bytes per line, {self._limits.max_head} in all"))
         self._raw.append((name, value))
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        expect = False
-        for name, value in self._raw:
-            low = name.lower()
-            if low == b"content-length" and value.strip().isdigit() and int(value) > self._limits.max_body:
-                raise _Reject(BodyTooLargeError(f"request body of {int(value)} bytes is over the limit of "
-                                                f"{self._limits.max_body} bytes"))
-            if low == b"expect" and value.strip().lower() == b"100-continue":
-                expect = self._parser.get_http_version() == "1.1"
-        if expect:
+        length = self._headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > self._limits.max_body:
+            raise _Reject(BodyTooLargeError(f"request body of {int(length)} bytes is over the limit of "
+                                            f"{self._limits.max_body} bytes"))
+        expect = self._headers.get("expect", "").strip().lower() == "100-continue"
+        if expect and self._parser.get_http_version() == "1.1":
             if self._busy or self._ready:  # now it would cut into an earlier answer: after the answers before it
                 self._continue = True
             else:
@@ -342,10 +341,9 @@ class _Conn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         parser = self._parser
         parsed = httptools.parse_url(self._url)
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._raw}
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         self._ready.append(Request(self, parser.get_method().decode("ascii"), parsed.path.decode("latin-1"),
-                                   (parsed.query or b"").decode("latin-1"), self._raw, headers, body,
+                                   (parsed.query or b"").decode("latin-1"), self._raw, self._headers, body,
                                    parser.should_keep_alive(), parser.get_http_version() == "1.1"))
         self._new_message()
         self._continue = False
