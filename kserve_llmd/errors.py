@@ -15,9 +15,11 @@ status and their OpenAI error type, and are turned into a response in exactly on
     │   ├── ModelNotFoundError   404   no such model (or LoRA) served here
     │   ├── RouteNotFoundError   404   no such path
     │   ├── MethodNotAllowedError 405  a known path, another method
+    │   ├── RequestTimeoutError  408   a request head that did not arrive in time (slow client)
     │   ├── BodyTooLargeError    413   body over the configured limit
     │   ├── HeadersTooLargeError 431   URL or headers over the configured limit
     │   └── RateLimitedError     429   load shedding
+    ├── OverloadedError        503   the router itself is at its client-connection cap
     ├── UpstreamError          5xx   an engine's fault or absence
     │   ├── UpstreamFailedError  502   engine answered badly, died mid-stream or refused the connection
     │   ├── NoEndpointError      503   no healthy endpoint can take the request
@@ -99,6 +101,11 @@ class MethodNotAllowedError(RequestError):
     error_type = "MethodNotAllowedError"
 
 
+class RequestTimeoutError(RequestError):
+    status = 408
+    error_type = "RequestTimeoutError"
+
+
 class BodyTooLargeError(RequestError):
     status = 413
     error_type = "RequestEntityTooLarge"
@@ -112,6 +119,11 @@ class HeadersTooLargeError(RequestError):
 class RateLimitedError(RequestError):
     status = 429
     error_type = "RateLimitError"
+
+
+class OverloadedError(KserveLlmdError):
+    status = 503
+    error_type = "ServiceUnavailableError"
 
 
 class UpstreamError(KserveLlmdError):

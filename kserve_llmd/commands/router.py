@@ -100,7 +100,7 @@ async def _serve(config: object, ready_file: str | None) -> int:
     import orjson
 
     from kserve_llmd.errors import ConfigError
-    from kserve_llmd.router.app import Router, settle_heap
+    from kserve_llmd.router.app import Router, fit_open_files, settle_heap
     from kserve_llmd.router.config import RouterConfig
     from kserve_llmd.router.discovery import StaticDiscovery
 
@@ -110,6 +110,7 @@ async def _serve(config: object, ready_file: str | None) -> int:
     except ConfigError as exc:
         print(f"kserve-llmd router: {exc}", file=sys.stderr)
         return 2
+    fit_open_files(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -55,6 +55,28 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def fit_open_files(config: RouterConfig) -> int:
+    """For a router PROCESS, before it listens: raise the soft open-file limit towards the hard one (as Go's runtime
+    does at start) so that ``limits.max_connections`` clients fit, each with its upstream connection, plus as many
+    answered 503 and a margin for pools, ZMQ sockets and scrapes. Warns when even the hard limit is too low (the
+    process then runs with what it has). Returns the soft limit in force."""
+    import resource
+
+    need = 3 * config.limits.max_connections + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    if soft < need:
+        log.warning("open-file limit %d is under the %d that limits.max_connections=%d needs: lower it, or raise "
+                    "the limit (ulimit -n)", soft, need, config.limits.max_connections)
+    return soft
+
+
 class Router:
     def __init__(
         self,
@@ -99,7 +121,8 @@ class Router:
         self._pool: UpstreamPool | None = None
         self.proxy = Proxy(config, self.endpoints, self.scheduler, self.metrics, self.pool, self.tokenization,
                            traffic=self.traffic, pd=self.pd)
-        self.metrics.attach_state(self.endpoints, self._index_stats if spec.matcher is not None else None)
+        self.metrics.attach_state(self.endpoints, self._index_stats if spec.matcher is not None else None,
+                                  self._client_stats)
         self.routes = Routes()
         self.proxy.add_routes(self.routes)
         TrafficAdmin(self.traffic, auth=self.proxy.authorize, ensure_endpoints=self._ensure_endpoints).add_routes(
@@ -197,13 +220,18 @@ class Router:
                 self._sweeper = asyncio.create_task(self._sweep(), name="router index sweeper")
             self._server = HttpServer(self.routes, ServerLimits(
                 max_body=cfg.limits.max_body_bytes, max_field=cfg.limits.max_header_bytes,
-                idle_timeout=cfg.timeouts.client_idle))
+                idle_timeout=cfg.timeouts.client_idle, header_timeout=cfg.timeouts.client_header,
+                max_connections=cfg.limits.max_connections))
             host, port = await self._server.start(cfg.host, cfg.port, cfg.limits.listen_backlog)
         except BaseException:
             await self.aclose()
             raise
         self._url = f"http://{host}:{port}"
         log.info("router listening on %s with %d endpoint(s)", self._url, len(self.endpoints))
+
+    def _client_stats(self) -> tuple[int, dict[str, int]]:
+        server = self._server
+        return (0, {}) if server is None else (len(server.connections), server.refusals)
 
     async def aclose(self) -> None:
         if self._server is not None:

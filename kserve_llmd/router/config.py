@@ -106,13 +106,16 @@ class EndpointSpec(_Strict):
 
 class TimeoutsConfig(_Strict):
     """Timeouts in seconds. Upstream: ``connect``, ``first_byte`` (also the longest silence between chunks),
-    ``total``. Client side: ``client_idle``, ``shutdown_grace``."""
+    ``total``. Client side: ``client_idle``, ``client_header``, ``shutdown_grace``."""
 
     connect: float = Field(default=5.0, gt=0)
     first_byte: float = Field(default=600.0, gt=0)  # long prefills take minutes
     total: float = Field(default=3600.0, gt=0)
     #: A client's kept-alive connection is closed when no complete request head arrives within this.
     client_idle: float = Field(default=75.0, gt=0)
+    #: A request head must be whole this long after its first byte, or the client gets 408 (slow clients that
+    #: trickle a head, a byte per idle period, would otherwise hold a connection for ever).
+    client_header: float = Field(default=60.0, gt=0)
     #: On shutdown, requests in flight get this long to finish before they are cut.
     shutdown_grace: float = Field(default=60.0, ge=0)
 
@@ -126,6 +129,9 @@ class LimitsConfig(_Strict):
     connections_per_host: int = Field(default=1024, ge=1)
     #: Output-token estimate for in-flight accounting when a request gives no ``max_tokens``.
     default_max_tokens: int = Field(default=256, ge=0)
+    #: Client connections served at once; the next as many get 503 and are closed, beyond that they are reset.
+    #: Each served connection may hold one upstream connection too: the router raises its open-file limit to fit.
+    max_connections: int = Field(default=4096, ge=1)
     #: Listen backlog: bursts of new connections beyond it wait for a SYN retransmit (about 1 s).
     listen_backlog: int = Field(default=4096, ge=1)
     #: Upstream error bodies passed through are cut to this size.

@@ -45,17 +45,21 @@ class RouterMetrics:
         self.registry.register(LoopCollector([self.requests, self.decision_latency, self.prefix_match_ratio, self.ttft,
                                               self.retries, self.stale, self.scrape_failures]))
 
-    def attach_state(self, endpoints: EndpointRegistry, index_stats: Callable[[], dict[str, float]] | None) -> None:
-        self.registry.register(_StateCollector(endpoints, index_stats))
+    def attach_state(self, endpoints: EndpointRegistry, index_stats: Callable[[], dict[str, float]] | None,
+                     clients: Callable[[], tuple[int, dict[str, int]]]) -> None:
+        """``clients()``: client connections open now, and those turned away so far by answer."""
+        self.registry.register(_StateCollector(endpoints, index_stats, clients))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _StateCollector(Collector):
-    def __init__(self, endpoints: EndpointRegistry, index_stats: Callable[[], dict[str, float]] | None) -> None:
+    def __init__(self, endpoints: EndpointRegistry, index_stats: Callable[[], dict[str, float]] | None,
+                 clients: Callable[[], tuple[int, dict[str, int]]]) -> None:
         self._endpoints = endpoints
         self._index_stats = index_stats
+        self._clients = clients
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -71,7 +75,15 @@ class _StateCollector(Collector):
             inflight.add_metric([ep.id], ep.inflight_requests)
             tokens.add_metric([ep.id], ep.inflight_tokens)
             healthy.add_metric([ep.id], 1.0 if ep.healthy else 0.0)
-        out: list[Metric] = [inflight, tokens, healthy]
+        open_now, refusals = self._clients()
+        connections = GaugeMetricFamily(f"{PREFIX}_client_connections", "Client connections open.")
+        connections.add_metric([], float(open_now))
+        refused = CounterMetricFamily(f"{PREFIX}_connections_refused",
+                                      "Client connections turned away at the connection cap, by answer (503, or reset "
+                                      "beyond twice the cap).", labels=["answer"])
+        for answer, count in sorted(refusals.items()):
+            refused.add_metric([answer], float(count))
+        out: list[Metric] = [inflight, tokens, healthy, connections, refused]
         if self._index_stats is not None:
             stats: dict[str, Any] = self._index_stats()
             for key, value in sorted(stats.items()):

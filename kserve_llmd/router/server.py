@@ -14,6 +14,11 @@ must wait (a forward) starts as ONE task, which the client's disconnect cancels.
                                                      └▶ coroutine ─▶ one task ─▶ Response, or a Stream it wrote
     one request at a time per connection: pipelined requests wait in order (reading paused meanwhile)
 
+Slow and greedy clients: a request head must arrive whole within ``header_timeout`` of its first byte (else 408),
+silence is cut after ``idle_timeout``, and at most ``max_connections`` clients are served at once. The next
+``max_connections`` are answered 503 at once and closed; beyond twice the cap a connection is reset unanswered, so the
+router's file descriptors stay bounded (its upstream connections need theirs).
+
 What it does not do: TLS (the router sits behind a Service or a gateway), HTTP/2, upgrades (refused with 400).
 Errors become bodies only through ``kserve_llmd.http.error_body``.
 """
@@ -37,6 +42,8 @@ from kserve_llmd.errors import (
     InvalidRequestError,
     KserveLlmdError,
     MethodNotAllowedError,
+    OverloadedError,
+    RequestTimeoutError,
     RouteNotFoundError,
 )
 from kserve_llmd.http import JSON_CONTENT_TYPE, error_body
@@ -187,14 +194,21 @@ class Routes:
 
 
 class ServerLimits:
-    __slots__ = ("idle_timeout", "max_body", "max_field", "max_head")
+    __slots__ = ("first_check", "header_timeout", "idle_timeout", "max_body", "max_connections", "max_field",
+                 "max_head")
 
-    def __init__(self, *, max_body: int, max_field: int, idle_timeout: float) -> None:
+    def __init__(self, *, max_body: int, max_field: int, idle_timeout: float, header_timeout: float = 60.0,
+                 max_connections: int = 4096) -> None:
         self.max_body = max_body
         self.max_field = max_field  # one header line, or the URL
         self.max_head = 4 * max_field  # the whole head
         #: The longest silence from a client the server owes nothing: between requests, or inside one's head or body.
         self.idle_timeout = idle_timeout
+        #: A request head must be whole this long after its first byte (nginx's client_header_timeout, 60 s).
+        self.header_timeout = header_timeout
+        #: Client connections served at once.
+        self.max_connections = max_connections
+        self.first_check = min(idle_timeout, header_timeout)  # a new connection's timer: whichever can fall first
 
 
 class _Reject(Exception):
@@ -221,12 +235,14 @@ class _Conn(asyncio.Protocol):
         self._paused = False
         self._failed: KserveLlmdError | None = None
         self._in_head = False
+        self._in_message = False
         self._head_fed = 0  # bytes fed while a head was incomplete (httptools holds a header line until its CRLF)
         self._continue = False  # a 100 Continue owed once the answers before it are out
         self._drained: asyncio.Future[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._idle: asyncio.TimerHandle | None = None
         self._idle_since = 0.0
+        self._head_since = 0.0
         self._new_message()
 
     def _new_message(self) -> None:
@@ -241,7 +257,20 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-        self._server.connections.add(self)
+        server = self._server
+        open_now = len(server.connections)
+        if open_now >= self._limits.max_connections:
+            if open_now >= 2 * self._limits.max_connections:
+                server.refused("reset")
+                self.transport.abort()
+                return
+            server.refused("503")
+            server.connections.add(self)
+            self._failed = OverloadedError(f"the router is serving its limit of {self._limits.max_connections} "
+                                           "connections; retry shortly")
+            self._next()  # answers 503 before the client has asked, then lingers
+            return
+        server.connections.add(self)
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -301,8 +330,9 @@ class _Conn(asyncio.Protocol):
     # ------------------------------------------------------------------------------------------- httptools
 
     def on_message_begin(self) -> None:
-        self._in_head = True
+        self._in_message = self._in_head = True
         self._head_fed = 0
+        self._head_since = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -347,6 +377,7 @@ class _Conn(asyncio.Protocol):
                                    parser.should_keep_alive(), parser.get_http_version() == "1.1"))
         self._new_message()
         self._continue = False
+        self._in_message = False
         if len(self._ready) > 1 and not self._paused:  # pipelined behind a running one: stop reading for now
             self._paused = True
             self.transport.pause_reading()
@@ -441,7 +472,7 @@ class _Conn(asyncio.Protocol):
         early, so the per-request cost is a clock read, not a timer."""
         self._idle_since = self._loop.time()
         if self._idle is None:
-            self._idle = self._loop.call_at(self._idle_since + self._limits.idle_timeout, self._on_idle)
+            self._idle = self._loop.call_at(self._idle_since + self._limits.first_check, self._on_idle)
 
     def _cancel_idle(self) -> None:
         if self._idle is not None:
@@ -452,10 +483,19 @@ class _Conn(asyncio.Protocol):
         self._idle = None
         if self._busy or self._failed is not None:  # busy: re-armed when it answers; failed: lingering
             return
+        now = self._loop.time()
         deadline = self._idle_since + self._limits.idle_timeout
-        if self._loop.time() < deadline:
+        if self._in_head:
+            deadline = min(deadline, self._head_since + self._limits.header_timeout)
+        if now < deadline:
             self._idle = self._loop.call_at(deadline, self._on_idle)
-        else:
+        elif self._in_message:  # a request begun, then too slow or stalled: told why, then closed
+            slow_head = self._in_head and now >= self._head_since + self._limits.header_timeout
+            self._fail(RequestTimeoutError(
+                f"the request head did not arrive within {self._limits.header_timeout:g} s" if slow_head
+                else f"the client sent nothing for {self._limits.idle_timeout:g} s in the middle of a request"))
+            self._next()
+        else:  # silence between requests: a kept-alive connection nobody uses
             self.transport.close()
 
     def close_if_idle(self) -> bool:
@@ -474,6 +514,17 @@ class HttpServer:
         self.connections: set[_Conn] = set()
         self.closing = False
         self._server: asyncio.base_events.Server | None = None
+        #: Connections turned away at the cap, by answer ("503" or "reset").
+        self.refusals: dict[str, int] = {"503": 0, "reset": 0}
+        self._warned_at = -1e9
+
+    def refused(self, answer: str) -> None:
+        self.refusals[answer] += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._warned_at >= 10.0:  # one line per 10 s while it lasts, not one per connection
+            self._warned_at = now
+            log.warning("at the cap of %d client connections: turning new ones away (%d answered 503, %d reset so "
+                        "far)", self.limits.max_connections, self.refusals["503"], self.refusals["reset"])
 
     async def start(self, host: str, port: int, backlog: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()

@@ -120,12 +120,13 @@ async def serve(config: Any, discovery: Any, api_client: Any, ready_file: str | 
     """Run the router until SIGTERM/SIGINT; write ``{"url": ...}`` to ``ready_file`` once listening."""
     import orjson
 
-    from kserve_llmd.router.app import Router, settle_heap
+    from kserve_llmd.router.app import Router, fit_open_files, settle_heap
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    fit_open_files(config)
     try:
         async with Router(config, discovery) as router:
             settle_heap()

@@ -109,3 +109,24 @@ async def test_router_command_rejects_a_bad_endpoint_spec_with_exit_2() -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"expected URL, URL=PUB or URL=PUB,REPLAY" in err
+
+
+def test_router_process_raises_its_open_file_limit_to_fit_its_connections() -> None:
+    """In a child process (limits are process-wide): a soft limit under what ``max_connections`` needs is raised
+    (3 x 100 + 256 = 556 open files); a hard limit under it is taken as it is, with a warning naming the numbers."""
+    import subprocess
+
+    code = """if True:
+        import logging, resource
+        from kserve_llmd.router.app import fit_open_files
+        from kserve_llmd.router.config import LimitsConfig, RouterConfig
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        config = RouterConfig(limits=LimitsConfig(max_connections=100))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1000))
+        print(fit_open_files(config), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 300))
+        print(fit_open_files(config), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["556", "556", "300", "300"]
+    assert "open-file limit 300 is under the 556 that limits.max_connections=100 needs" in done.stderr

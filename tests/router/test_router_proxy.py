@@ -255,6 +255,25 @@ async def test_router_metrics_endpoint() -> None:
         assert "kserve_llmd_router_upstream_ttft_seconds_count 3.0" in text
 
 
+async def test_connection_cap_answers_503_and_is_counted_while_served_clients_go_on() -> None:
+    limits = LimitsConfig(max_connections=2)
+    async with EngineDouble() as eng, running_router([eng], limits=limits) as router, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2)) as client:
+        host, port = router.url.removeprefix("http://").split(":")
+        held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]  # two clients that only connect
+        async with client.get(router.url + "/health") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["error"]["type"] == "ServiceUnavailableError"
+        for _, writer in held:
+            writer.close()
+        await until(lambda: router.metrics.registry.get_sample_value("kserve_llmd_router_client_connections") == 0)
+        async with client.post(router.url + "/v1/completions", json=COMPLETION) as resp:
+            assert resp.status == 200
+        refused = router.metrics.registry.get_sample_value("kserve_llmd_router_connections_refused_total",
+                                                           {"answer": "503"})
+        assert refused == 1.0
+
+
 def test_endpoint_spec_parsing() -> None:
     spec = EndpointSpec.parse("http://10.0.0.1:8000/=tcp://10.0.0.1:5557")
     assert spec.url == "http://10.0.0.1:8000"

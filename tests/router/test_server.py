@@ -30,10 +30,12 @@ class Answer(NamedTuple):
 
 
 @asynccontextmanager
-async def serving(routes: Routes, idle_timeout: float = 60.0) -> AsyncIterator[tuple[HttpServer, int]]:
-    """A server with small limits (max_head is 4 × 256); the default idle timeout is over the test timeout, so it
+async def serving(routes: Routes, idle_timeout: float = 60.0, header_timeout: float = 60.0,
+                  max_connections: int = 64) -> AsyncIterator[tuple[HttpServer, int]]:
+    """A server with small limits (max_head is 4 × 256); the default timeouts are over the test timeout, so it
     closes only the connections a test asks it to."""
-    server = HttpServer(routes, ServerLimits(max_body=1024, max_field=256, idle_timeout=idle_timeout))
+    server = HttpServer(routes, ServerLimits(max_body=1024, max_field=256, idle_timeout=idle_timeout,
+                                             header_timeout=header_timeout, max_connections=max_connections))
     _, port = await server.start("127.0.0.1", 0, 16)
     try:
         yield server, port
@@ -424,11 +426,48 @@ async def test_stream_drain_holds_the_handler_while_the_client_does_not_read() -
 # ----------------------------------------------------------------------------------------------- closing
 
 
-@pytest.mark.parametrize("sent", [b"", b"GET / HTTP/1.1\r\nHost: t\r\n"], ids=["nothing", "half-a-head"])
-async def test_connection_without_a_whole_head_is_closed_after_the_idle_timeout(sent: bytes) -> None:
-    async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, writer):
-        writer.write(sent)
+async def test_connection_that_sends_nothing_is_closed_after_the_idle_timeout() -> None:
+    async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, _):
         assert await closed(reader)
+
+
+async def test_head_that_stalls_longer_than_the_idle_timeout_gets_408_and_is_closed() -> None:
+    async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        answer = await read_answer(reader)
+        assert answer.status == 408
+        assert "sent nothing for 0.2 s" in error_of(answer)["message"]
+        assert await closed(reader)
+
+
+async def test_head_trickled_within_the_idle_timeout_is_cut_at_the_header_timeout() -> None:
+    """A slow-loris client: each byte comes well inside the idle timeout, the head never ends."""
+    async with serving(echo_routes(), idle_timeout=0.3, header_timeout=0.5) as (_, port), \
+            connect(port) as (reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\n")
+        started = asyncio.get_running_loop().time()
+        answer = None
+        for _ in range(40):  # 4 s of one header byte per 0.1 s, unless the server answers first
+            writer.write(b"X")
+            with contextlib.suppress(TimeoutError):
+                answer = await asyncio.wait_for(read_answer(reader), 0.1)
+                break
+        waited = asyncio.get_running_loop().time() - started
+        assert answer is not None and answer.status == 408
+        assert "did not arrive within 0.5 s" in error_of(answer)["message"]
+        assert 0.45 <= waited < 2.0
+        assert await closed(reader)
+
+
+async def test_head_that_arrives_in_pieces_within_the_header_timeout_is_served() -> None:
+    async with serving(echo_routes(), idle_timeout=0.5, header_timeout=0.6) as (_, port), \
+            connect(port) as (reader, writer):
+        for _ in range(2):  # the second head starts 0.7 s after the first: each head has its own allowance
+            for piece in (b"GET / HT", b"TP/1.1\r\nHo", b"st: t\r\n\r\n"):  # 0.3 s in all
+                await asyncio.sleep(0.1)
+                writer.write(piece)
+            assert (await read_answer(reader)).body == b"root"
+            await asyncio.sleep(0.3)
 
 
 async def test_kept_alive_connection_is_closed_after_the_idle_timeout() -> None:
@@ -517,9 +556,10 @@ async def test_a_body_arriving_in_pieces_is_not_cut_while_each_piece_comes_withi
         assert (await read_answer(reader)).body == b"slowly"
 
 
-async def test_a_body_that_stalls_longer_than_the_idle_timeout_closes_the_connection() -> None:
+async def test_a_body_that_stalls_longer_than_the_idle_timeout_gets_408_and_is_closed() -> None:
     async with serving(echo_routes(), idle_timeout=0.2) as (_, port), connect(port) as (reader, writer):
         writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nst")
+        assert (await read_answer(reader)).status == 408
         assert await closed(reader)
 
 
@@ -625,3 +665,43 @@ def test_arbitrary_bytes_get_an_answer_or_a_close_and_the_server_keeps_serving(j
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
     assert set(statuses) <= {b"100", b"200", b"400", b"404", b"405", b"413", b"431"}
     assert (fresh.status, fresh.body) == (200, b"root")
+
+
+# ----------------------------------------------------------------------------------------------- connection cap
+
+
+async def test_connections_over_the_cap_get_503_then_reset_beyond_twice_the_cap() -> None:
+    async with serving(echo_routes(), max_connections=2) as (server, port), contextlib.AsyncExitStack() as stack:
+        served = [await stack.enter_async_context(connect(port)) for _ in range(2)]
+        for reader, writer in served:
+            writer.write(request())
+            assert (await read_answer(reader)).body == b"root"
+        over = [await stack.enter_async_context(connect(port)) for _ in range(2)]
+        for reader, _ in over:  # answered before they ask, and closed
+            answer = await read_answer(reader)
+            assert (answer.status, answer.headers["connection"]) == (503, "close")
+            assert error_of(answer)["type"] == "ServiceUnavailableError"
+        reset_reader, _ = await stack.enter_async_context(connect(port))  # 2 served + 2 lingering: at twice the cap
+        assert await closed(reset_reader)
+        assert server.refusals == {"503": 2, "reset": 1}
+        for reader, writer in served:  # the served ones keep being served
+            writer.write(request())
+            assert (await read_answer(reader)).body == b"root"
+
+
+async def test_a_place_freed_under_the_cap_is_served_again() -> None:
+    async with serving(echo_routes(), max_connections=1) as (server, port):
+        async with connect(port) as (reader, writer):
+            writer.write(request())
+            assert (await read_answer(reader)).status == 200
+            async with connect(port) as (over, over_w):
+                over_w.write(request())  # a client that writes first still reads its 503
+                assert (await read_answer(over)).status == 503
+                assert await closed(over)
+        for _ in range(100):  # the server sees both closes
+            if not server.connections:
+                break
+            await asyncio.sleep(0.01)
+        async with connect(port) as (reader, writer):
+            writer.write(request())
+            assert (await read_answer(reader)).body == b"root"
