@@ -95,6 +95,17 @@ def test_sim_runtime_runs_our_simulator_without_gpus() -> None:
     assert "nvidia.com/gpu" not in json.dumps(container)
 
 
+def test_sim_llm_inference_service_declares_the_ports_its_arguments_open() -> None:
+    body = llm_inference_service(spec(format="llmisvc", backend="sim", prefill={"replicas": 1}))["spec"]
+    for workload in (body["template"], body["prefill"]["template"]):
+        container = workload["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        args = container["args"]
+        assert str(ports["http"]) == args[args.index("--port") + 1]
+        assert args[args.index("--zmq-endpoint") + 1] == f"tcp://*:{ports['kv-events']}"
+        assert args[args.index("--replay-endpoint") + 1] == f"tcp://*:{ports['kv-replay']}"
+
+
 @pytest.mark.parametrize("fmt", ["isvc", "llmisvc"])
 @pytest.mark.parametrize("backend", ["vllm", "sim"])
 @pytest.mark.parametrize("prefill", [0, 2])

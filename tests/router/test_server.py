@@ -453,7 +453,8 @@ async def test_head_trickled_within_the_idle_timeout_is_cut_at_the_header_timeou
                 answer = await asyncio.wait_for(read_answer(reader), 0.1)
                 break
         waited = asyncio.get_running_loop().time() - started
-        assert answer is not None and answer.status == 408
+        assert answer is not None
+        assert answer.status == 408
         assert "did not arrive within 0.5 s" in error_of(answer)["message"]
         assert 0.45 <= waited < 2.0
         assert await closed(reader)

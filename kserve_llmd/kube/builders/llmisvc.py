@@ -23,7 +23,7 @@ from kserve_llmd.kube.builders.core import (
     manifest,
 )
 from kserve_llmd.kube.builders.epp import aggregated_config, pd_config
-from kserve_llmd.kube.builders.runtime import KSERVE_LLMD_IMAGE, sim_args
+from kserve_llmd.kube.builders.runtime import KSERVE_LLMD_IMAGE, engine_ports, sim_args
 from kserve_llmd.kube.builders.spec import LLMServiceSpec, PoolOptions
 from kserve_llmd.types import JSON, Role
 
@@ -47,6 +47,7 @@ def _template(spec: LLMServiceSpec, pool: PoolOptions, role: Role) -> JSON:
                          args=[*sim_args(role, "tiny"), *pool.extra_args])
         container["args"] = [a.replace("{{.Name}}", spec.model) for a in container["args"]]
         container["env"] = [EnvVar.field("POD_IP", "status.podIP").to_dict()]
+        container["ports"] = [port.to_dict() for port in engine_ports()]
     else:
         if spec.image:
             container["image"] = spec.image

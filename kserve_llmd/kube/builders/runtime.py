@@ -118,12 +118,17 @@ def sim_args(role: Role, profile: str) -> list[str]:
     ]  # fmt: skip
 
 
+def engine_ports() -> list[ContainerPort]:
+    """What an engine container listens on: OpenAI HTTP, KV-event publisher, KV-event replay (vLLM adds NIXL's)."""
+    return [ContainerPort(container_port=HTTP_PORT, name="http"),
+            ContainerPort(container_port=KV_EVENTS_PORT, name="kv-events"),
+            ContainerPort(container_port=KV_REPLAY_PORT, name="kv-replay")]
+
+
 def engine_container(options: RuntimeOptions) -> Container:
     """The ``kserve-container`` of a runtime (KServe merges the InferenceService's model container into it)."""
     env = [EnvVar.field("POD_IP", "status.podIP")]
-    ports = [ContainerPort(container_port=HTTP_PORT, name="http"),
-             ContainerPort(container_port=KV_EVENTS_PORT, name="kv-events"),
-             ContainerPort(container_port=KV_REPLAY_PORT, name="kv-replay")]
+    ports = engine_ports()
     if options.backend == "vllm":
         env += [EnvVar(name="VLLM_NIXL_SIDE_CHANNEL_HOST", value="$(POD_IP)"),
                 EnvVar(name="VLLM_NIXL_SIDE_CHANNEL_PORT", value=str(NIXL_PORT))]
