@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kserve_llmd.aio import stop_tasks
 from kserve_llmd.errors import KubeError
 from kserve_llmd.router.endpoints import endpoint_id
 from kserve_llmd.router.interfaces import Endpoint, EndpointEvent
@@ -157,11 +158,8 @@ class KubernetesDiscovery:
     async def aclose(self) -> None:
         self._closing = True
         self._shutdown_response()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
         self._queue.put_nowait(_CLOSED)
 
     # ------------------------------------------------------------------------------------------- state

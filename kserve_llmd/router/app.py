@@ -10,7 +10,6 @@ and ingest loops, then listens. ``router.url`` is the real address (port 0 → e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -21,6 +20,7 @@ from dataclasses import asdict
 
 import aiohttp
 
+from kserve_llmd.aio import stop_tasks
 from kserve_llmd.errors import ConfigError
 from kserve_llmd.router.config import RouterConfig
 from kserve_llmd.router.endpoints import EndpointRegistry, endpoint_id
@@ -237,11 +237,7 @@ class Router:
         if self._server is not None:
             await self._server.aclose(self.config.timeouts.shutdown_grace)
             self._server = None
-        for task in (self._watch_task, self._sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks(self._watch_task, self._sweeper)
         self._watch_task = self._sweeper = None
         await self.scraper.aclose()
         if self.ingester is not None:

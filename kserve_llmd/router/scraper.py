@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
+from kserve_llmd.aio import stop_tasks
 from kserve_llmd.router.config import ScrapeConfig
 from kserve_llmd.router.endpoints import EndpointRegistry
 from kserve_llmd.router.interfaces import Endpoint, EngineMetrics
@@ -169,10 +170,8 @@ class Scraper:
 
     async def remove(self, ep_id: EndpointId) -> None:
         state = self._states.pop(ep_id, None)
-        if state is not None and state.task is not None:
-            state.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await state.task
+        if state is not None:
+            await stop_tasks(state.task)
 
     # ------------------------------------------------------------------------------------------ one round
 

@@ -17,13 +17,13 @@ The loop sleeps on an ``asyncio.Event`` when there is nothing to do, so idle eng
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 
 import zmq.asyncio
 
+from kserve_llmd.aio import stop_tasks
 from kserve_llmd.errors import KserveLlmdError
 from kserve_llmd.simulator.block_pool import Block, BlockPool
 from kserve_llmd.simulator.config import SimConfig
@@ -90,11 +90,8 @@ class SimEngine:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"sim-engine-{self.index}")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
         self.leases.close()
         for req in [*self.scheduler.waiting, *self.scheduler.running]:
             self._fail(req, KserveLlmdError("engine shut down"))

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
+from kserve_llmd.aio import stop_tasks
 from kserve_llmd.wire.kv_events import REPLAY_END_SEQ, Encoding, EventBatch, KVEvent, encode_batch
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,8 @@ class KVEventPublisher:
             await sock.send_multipart((client_id, b"", b"", REPLAY_END_SEQ, b""))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks(self._task)
+        self._task = None
         if self._replay is not None:
             self._replay.close(linger=0)
             self._replay = None

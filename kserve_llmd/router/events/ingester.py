@@ -6,13 +6,13 @@ batches in order (``EndpointStream.run``). The design is in the package docstrin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 import zmq.asyncio
 
+from kserve_llmd.aio import stop_tasks
 from kserve_llmd.errors import ConfigError
 from kserve_llmd.router.events.incarnation import watch
 from kserve_llmd.router.events.source import EndpointLog, Settings, Source
@@ -176,10 +176,6 @@ class KVEventIngester:
 
     @staticmethod
     async def _stop(source: Source) -> None:
-        for task in (source.task, source.watcher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks(source.task, source.watcher)
         source.task = source.watcher = None
         source.close()
