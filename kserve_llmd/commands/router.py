@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+M = TypeVar("M", bound="BaseModel")
 
 HELP = "Run the cache-aware, load-aware OpenAI router (standalone)."
+
+#: The RouterConfig sections ``--set`` reaches (each a strict model: an unknown field is refused by name).
+SETTABLE = ("timeouts", "limits", "scrape", "pd")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scrape-interval", type=float, default=0.1, help="seconds between metrics scrapes")
     parser.add_argument("--first-byte-timeout", type=float, default=600.0, help="seconds to wait for an engine")
     parser.add_argument("--seed", type=int, help="seed of the scheduler's random tie-breaks")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help=f"any field of RouterConfig's {', '.join(SETTABLE)} sections, e.g. "
+                             "limits.max_body_bytes=33554432 or timeouts.total=7200; repeat. It wins over a flag that "
+                             "sets the same field (--scrape-interval: scrape.interval, --first-byte-timeout: "
+                             "timeouts.first_byte, --pd-*: the pd fields)")
     pd = parser.add_argument_group("prefill/decode (RouterConfig.pd)")
     pd.add_argument("--pd-fallback", action=argparse.BooleanOptionalAction, default=None,
                     help="a failed prefill leg is served aggregated by the decode engine (default), or, with "
@@ -41,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> object:
     from kserve_llmd.router.config import (
         EndpointSpec,
+        LimitsConfig,
         RouterConfig,
         ScrapeConfig,
         TimeoutsConfig,
@@ -52,6 +68,7 @@ def build_config(args: argparse.Namespace) -> object:
     scheduler = load_scheduler_config(args.config) if args.config else load_preset(args.preset or "precise-prefix")
     given = {"fallback_to_aggregated": args.pd_fallback, "prefill_timeout": args.pd_prefill_timeout,
              "release_path": args.pd_release_path}
+    sets = parse_sets(args.set)
     return RouterConfig(
         host=args.host,
         port=args.port,
@@ -61,11 +78,46 @@ def build_config(args: argparse.Namespace) -> object:
         scheduler=scheduler,
         tokenizer=args.tokenizer,
         api_key=args.api_key,
-        scrape=ScrapeConfig(interval=args.scrape_interval),
-        timeouts=TimeoutsConfig(first_byte=args.first_byte_timeout),
+        scrape=section(ScrapeConfig, "scrape", {"interval": args.scrape_interval, **sets["scrape"]}),
+        timeouts=section(TimeoutsConfig, "timeouts", {"first_byte": args.first_byte_timeout, **sets["timeouts"]}),
+        limits=section(LimitsConfig, "limits", sets["limits"]),
         seed=args.seed,
-        pd=PDConfig(**{k: v for k, v in given.items() if v is not None}),  # flags not given keep PDConfig's defaults
+        # flags not given keep PDConfig's defaults
+        pd=section(PDConfig, "pd", {**{k: v for k, v in given.items() if v is not None}, **sets["pd"]}),
     )
+
+
+def section(model: type[M], name: str, values: Mapping[str, object]) -> M:
+    """One RouterConfig section from flags and ``--set`` values; a bad or unknown field is named in full."""
+    from pydantic import ValidationError
+
+    from kserve_llmd.errors import ConfigError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = f"{name}.{'.'.join(str(part) for part in error['loc'])}"
+        if error["type"] == "extra_forbidden":
+            raise ConfigError(f"{field}: no such setting; {name} has {', '.join(model.model_fields)}",
+                              param="set") from None
+        raise ConfigError(f"{field}: {error['msg']} (got {error['input']!r})", param="set") from None
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
+    """``["limits.max_connections=8192", ...]`` → ``{"limits": {"max_connections": "8192"}, ...}`` (every settable
+    section present). Values stay strings: the section's model converts and checks them."""
+    from kserve_llmd.errors import ConfigError
+
+    out: dict[str, dict[str, str]] = {section: {} for section in SETTABLE}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not eq or not dot or not name or section not in out:
+            raise ConfigError(f"--set {item!r}: expected SECTION.FIELD=VALUE, SECTION one of {', '.join(SETTABLE)}",
+                              param="set")
+        out[section][name] = value.strip()
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

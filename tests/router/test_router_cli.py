@@ -4,6 +4,7 @@ bad config exits 2."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from kserve_llmd.cli import build_parser
 from kserve_llmd.commands import router as router_command
 from kserve_llmd.errors import ConfigError
-from kserve_llmd.router.config import EndpointSpec, RouterConfig
+from kserve_llmd.router.config import EndpointSpec, LimitsConfig, RouterConfig
 from kserve_llmd.router.pd import PDConfig
 
 
@@ -70,8 +71,42 @@ def test_pd_flags_reach_the_config() -> None:
     pd = _config("--no-pd-fallback", "--pd-prefill-timeout", "7.5", "--pd-release-path", "/_sim/kv_pull").pd
     assert pd == PDConfig(fallback_to_aggregated=False, prefill_timeout=7.5, release_path="/_sim/kv_pull")
     assert _config("--pd-fallback").pd.fallback_to_aggregated is True
-    with pytest.raises(ValidationError, match="prefill_timeout"):
+    with pytest.raises(ConfigError, match=r"pd\.prefill_timeout: Input should be greater than 0"):
         _config("--pd-prefill-timeout", "0")
+
+
+def test_set_reaches_any_field_of_the_settable_sections_and_wins_over_the_flags() -> None:
+    config = _config("--endpoint", "http://e:8000", "--first-byte-timeout", "30", "--scrape-interval", "0.5",
+                     "--set", "limits.max_connections=8192", "--set", "timeouts.total=7200",
+                     "--set", "timeouts.first_byte=45", "--set", "pd.fallback_to_aggregated=false",
+                     "--set", " scrape.stale_after = 2.5")
+    assert (config.limits.max_connections, config.limits.max_body_bytes) == (8192, LimitsConfig().max_body_bytes)
+    assert (config.timeouts.total, config.timeouts.first_byte) == (7200.0, 45.0)  # --set won over the flag
+    assert (config.scrape.interval, config.scrape.stale_after) == (0.5, 2.5)  # the flag, where --set is silent
+    assert config.pd.fallback_to_aggregated is False
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("limits.max_conections=3", "limits.max_conections: no such setting; limits has max_body_bytes, "),
+    ("timeouts.total=soon", "timeouts.total: Input should be a valid number"),
+    ("timeouts.client_idle=0", "timeouts.client_idle: Input should be greater than 0 (got '0')"),
+    ("limitsmax_connections=3", "expected SECTION.FIELD=VALUE, SECTION one of timeouts, limits, scrape, pd"),
+    ("host.name=x", "SECTION one of timeouts, limits, scrape, pd"),
+    ("limits.max_connections", "expected SECTION.FIELD=VALUE"),
+])
+def test_set_refuses_what_it_cannot_place_naming_it(item: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _config("--endpoint", "http://e:8000", "--set", item)
+
+
+async def test_router_command_exits_2_on_a_bad_set() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kserve_llmd", "router", "--port", "0", "--endpoint", "http://127.0.0.1:1",
+        "--set", "limits.max_body=1", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert b"limits.max_body: no such setting" in err
 
 
 def test_endpoint_specs_with_and_without_a_replay_address() -> None:

@@ -39,6 +39,13 @@ def test_kserve_arguments_are_accepted_and_unknown_ones_ignored() -> None:
     assert [e.url for e in config.endpoints] == ["http://m-predictor.llm"]
 
 
+def test_router_settings_reach_the_transformer_through_set() -> None:
+    args = parse_args(["--predictor_host", "m-predictor.llm", "--set", "limits.max_body_bytes=33554432",
+                       "--set", "timeouts.client_header=30"])
+    config = build_config(args)
+    assert (config.limits.max_body_bytes, config.timeouts.client_header) == (33554432, 30.0)
+
+
 def test_selector_means_kubernetes_discovery_and_is_required_for_it() -> None:
     args = parse_args(["--selector", "llm-d.ai/model=m", "--namespace", "llm", "--http_port", "0"])
     assert args.discovery == "kubernetes"
