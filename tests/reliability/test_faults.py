@@ -3,6 +3,7 @@ in the event stream, every endpoint down and back."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import aiohttp
@@ -214,3 +215,78 @@ async def test_all_endpoints_down_gives_503_then_recovers() -> None:
                 await until(served)
                 async with client.get(router.url + "/health") as resp:
                     assert resp.status == 200
+
+
+
+async def test_connection_flood_under_a_tight_open_file_limit_is_turned_away_and_the_router_recovers(
+        tmp_path: Path) -> None:
+    """A router PROCESS with 320 open files and ``limits.max_connections=20`` (it needs 3 x 20 + 256 = 316) takes a
+    flood of 300 silent connections: it stays up; the first 20 are served, the next 20 answered 503, the rest reset
+    (its descriptors stay bounded); with the served ones still held, a new client is told 503; once the flood is
+    gone it serves normally."""
+    import asyncio
+    import resource
+    import sys
+
+    def tight_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (320, 320))
+
+    async def answer(reader: asyncio.StreamReader) -> str:
+        try:
+            head = await asyncio.wait_for(reader.read(64), 1.0)
+        except TimeoutError:
+            return "served"  # held open, nothing said: a served connection waiting for its request
+        except ConnectionError:
+            return "reset"
+        return "503" if head.startswith(b"HTTP/1.1 503 ") else "reset" if not head else repr(head)
+
+    ready = tmp_path / "ready.json"
+    async with StubEngine() as engine:
+        proc = await asyncio.create_subprocess_exec(  # its open-file limit is set before it starts
+            sys.executable, "-m", "kserve_llmd", "router", "--port", "0", "--endpoint", engine.url,
+            "--preset", "round-robin", "--set", "limits.max_connections=20", "--ready-file", str(ready),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=tight_limit)
+        flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            await until(ready.exists, "the router to listen")
+            url = orjson.loads(ready.read_bytes())["url"]
+            host, port = url.removeprefix("http://").split(":")
+            for _ in range(300):
+                flood.append(await asyncio.open_connection(host, int(port)))
+            answers = await asyncio.gather(*(answer(reader) for reader, _ in flood))
+            assert answers == ["served"] * 20 + ["503"] * 20 + ["reset"] * 260
+            for (_, writer), said in zip(flood, answers, strict=True):
+                if said != "served":
+                    writer.close()
+            async with aiohttp.ClientSession() as client:
+                async with client.get(url + "/health") as resp:  # the 20 served ones still held: told so
+                    assert resp.status == 503
+                    assert is_openai_error(await resp.json())
+                for _, writer in flood:
+                    writer.close()
+                flood.clear()
+
+                async def served() -> bool:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with client.post(url + "/v1/completions", json={"model": "m", "prompt": "hi"}) as r:
+                            return r.status == 200
+                    return False
+
+                await until(served, "a completion once the flood is gone")
+                async with client.get(url + "/metrics") as resp:
+                    text = await resp.text()
+            assert proc.returncode is None, "the router died under the flood"
+            refused = {answer: float(line.rsplit(" ", 1)[1]) for answer in ("503", "reset")
+                       for line in text.splitlines()
+                       if line.startswith(f'kserve_llmd_router_connections_refused_total{{answer="{answer}"}}')}
+            # the flood's and the 503 above; the first tries of `served` may add to them while the closes land
+            assert refused["503"] >= 21
+            assert refused["reset"] >= 260
+        finally:
+            for _, writer in flood:
+                writer.close()
+            if proc.returncode is None:
+                proc.terminate()
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert b"open-file limit" not in err  # 320 fits 20 connections: no warning
+        assert b"Too many open files" not in err
