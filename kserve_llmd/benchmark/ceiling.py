@@ -13,6 +13,9 @@ restarts; nothing is sent) and reports, per level, Σ hit tokens / Σ prompt tok
   output blocks cached too, as vLLM does); requests are served ONE AT A TIME to completion. That is an even static
   placement with no blocks pinned by concurrently running requests: what a prefix-aware router that balances load
   can expect. It is not a strict bound (a run whose placement is uneven can beat it by a little).
+  ``--groups-per-engine 34,34,34,48`` deals the groups UNEVENLY instead (engine i gets that many, in an order
+  shuffled with the scenario's seed): the way to see what concentrating groups would buy and what load skew it costs
+  (the table then also gives each engine's share of the requests).
 
 ``python -m kserve_llmd.benchmark.ceiling shared-prefix`` prints the table for a scenario; engines, KV-cache size
 and block size come from its ``cluster`` section unless given.
@@ -44,6 +47,7 @@ class LevelCeiling:
     requests: int
     unlimited: float
     partition: float
+    per_engine: tuple[int, ...]  # requests each engine served
 
 
 def _tokens(request: BenchRequest, tokenizer: BuiltinTokenizer) -> list[int]:
@@ -52,19 +56,33 @@ def _tokens(request: BenchRequest, tokenizer: BuiltinTokenizer) -> list[int]:
     return tokenizer.encode(request.prompt or "")
 
 
-def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int,
-             block_size: int = 16) -> list[LevelCeiling]:
-    """Per level (warm-up stage first): the ``unlimited`` and ``partition`` hit rates of the module docstring."""
+def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, block_size: int = 16,
+             groups_per_engine: Sequence[int] | None = None) -> list[LevelCeiling]:
+    """Per level (warm-up stage first): the ``unlimited`` and ``partition`` hit rates of the module docstring;
+    ``groups_per_engine`` (one count per engine) replaces the even deal."""
     tokenizer = BuiltinTokenizer()
+    if groups_per_engine is not None:
+        engines = len(groups_per_engine)
+        slots = [engine for engine, count in enumerate(groups_per_engine) for _ in range(count)]
+        random.Random(scenario.seed).shuffle(slots)
     caches = [KVCacheManager(BlockPool(kv_blocks, block_size), root_hash=1) for _ in range(engines)]
     placement: dict[str, int] = {}
     seen: set[int] = set()  # every prompt block hash computed so far, on any engine
     out = []
     for level, requests in Runner("", scenario, rng=random.Random(scenario.seed), show_progress=False).plan():
         queries = unlimited = partition = 0
+        served = [0] * engines
         for request in requests:
             key = request.group or f"request-{request.index}"
-            kv = caches[placement.setdefault(key, len(placement) % engines)]
+            if key not in placement:
+                if groups_per_engine is None:
+                    placement[key] = len(placement) % engines
+                elif len(placement) < len(slots):
+                    placement[key] = slots[len(placement)]
+                else:
+                    raise ValueError(f"--groups-per-engine places {len(slots)} groups; the scenario has more")
+            served[placement[key]] += 1
+            kv = caches[placement[key]]
             sim = SimRequest(request_id=f"{level.label}/{request.index}", prompt_token_ids=_tokens(request, tokenizer),
                              sampling=Sampling(max_tokens=request.max_tokens), arrival=0.0)
             hits, hit_tokens = kv.computed_blocks(sim)  # also hashes the prompt's full blocks
@@ -85,7 +103,7 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int,
             unlimited += matched * block_size
             partition += hit_tokens
         out.append(LevelCeiling(level.label, level.measured, len(requests), unlimited / max(queries, 1),
-                                partition / max(queries, 1)))
+                                partition / max(queries, 1), tuple(served)))
     return out
 
 
@@ -105,18 +123,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--engines", type=int, help="default: the scenario's cluster.engines")
     parser.add_argument("--kv-cache-size", type=int, help="blocks per engine; default: the scenario's sim_args")
     parser.add_argument("--block-size", type=int, help="tokens per block; default: the scenario's sim_args")
+    parser.add_argument("--groups-per-engine", metavar="N,N,...", help="deal the groups unevenly: N to each engine")
     args = parser.parse_args(argv)
+    quotas = [int(n) for n in args.groups_per_engine.split(",")] if args.groups_per_engine else None
     scenario = scenario_mod.load(args.scenario)
     defaults = SimConfig()
     sim_args = scenario.cluster.sim_args
     engines = args.engines or scenario.cluster.engines
     kv_blocks = args.kv_cache_size or int(_flag(sim_args, "--kv-cache-size") or defaults.kv_cache_size)
     block_size = args.block_size or int(_flag(sim_args, "--block-size") or defaults.block_size)
+    engines = len(quotas) if quotas else engines
+    placed = f"groups dealt {'/'.join(map(str, quotas))}" if quotas else "even static placement"
     print(f"{scenario.name}: {engines} engines x {kv_blocks} blocks of {block_size} tokens\n")
-    print("| level | requests | unlimited caches | even static placement, one at a time |\n|---|---|---|---|")
-    for c in ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size):
+    print(f"| level | requests | unlimited caches | {placed}, one at a time | requests per engine, busiest / mean |\n"
+          "|---|---|---|---|---|")
+    for c in ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size, groups_per_engine=quotas):
         label = c.level if c.measured else f"{c.level} (not reported)"
-        print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% |")
+        skew = max(c.per_engine) / max(sum(c.per_engine) / len(c.per_engine), 1e-9)
+        print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% | "
+              f"{'/'.join(map(str, c.per_engine))}, {skew:.2f}× |")
 
 
 if __name__ == "__main__":

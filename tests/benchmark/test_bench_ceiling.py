@@ -44,3 +44,25 @@ def test_flag_reads_both_spellings_and_main_prints_a_table(capsys: pytest.Captur
     out = capsys.readouterr().out
     assert out.startswith("demo: 2 engines x 640 blocks of 16 tokens")
     assert "| qps=24 |" in out
+
+
+def test_groups_per_engine_deals_unevenly_and_reports_each_engines_load() -> None:
+    (one,) = ceilings(_scenario("inference-perf"), engines=1, kv_blocks=10)
+    (piled,) = ceilings(_scenario("inference-perf"), engines=2, kv_blocks=10, groups_per_engine=(2, 0))
+    assert piled.per_engine == (16, 0)
+    assert piled.partition == pytest.approx(one.partition)  # both groups on one 10-block engine: it thrashes alike
+    (even,) = ceilings(_scenario("inference-perf"), engines=2, kv_blocks=10)
+    assert even.per_engine == (8, 8)
+    assert even.partition > piled.partition  # one group per engine fits
+    with pytest.raises(ValueError, match="places 1 groups"):
+        ceilings(_scenario("inference-perf"), engines=2, kv_blocks=10, groups_per_engine=(1, 0))
+
+
+def test_main_prints_the_uneven_deal_and_the_load_it_costs(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--groups-per-engine", "10,8,8,6"])
+    out = capsys.readouterr().out
+    assert "groups dealt 10/8/8/6, one at a time" in out
+    row = next(line for line in out.splitlines() if line.startswith("| qps=24 |"))
+    counts = [int(n) for n in row.split("|")[5].split(",")[0].split("/")]
+    assert len(counts) == 4
+    assert counts[0] > counts[3]  # 10 groups draw more requests than 6
