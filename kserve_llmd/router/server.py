@@ -197,14 +197,14 @@ class ServerLimits:
     __slots__ = ("first_check", "header_timeout", "idle_timeout", "max_body", "max_connections", "max_field",
                  "max_head")
 
-    def __init__(self, *, max_body: int, max_field: int, idle_timeout: float, header_timeout: float = 60.0,
-                 max_connections: int = 4096) -> None:
+    def __init__(self, *, max_body: int, max_field: int, idle_timeout: float, header_timeout: float,
+                 max_connections: int) -> None:
         self.max_body = max_body
         self.max_field = max_field  # one header line, or the URL
         self.max_head = 4 * max_field  # the whole head
         #: The longest silence from a client the server owes nothing: between requests, or inside one's head or body.
         self.idle_timeout = idle_timeout
-        #: A request head must be whole this long after its first byte (nginx's client_header_timeout, 60 s).
+        #: A request head must be whole this long after its first byte (like nginx's client_header_timeout).
         self.header_timeout = header_timeout
         #: Client connections served at once.
         self.max_connections = max_connections
