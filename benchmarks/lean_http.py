@@ -1,8 +1,10 @@
 """A lean, timing-exact engine and client for ``router_overhead.py`` (raw asyncio protocols, no framework).
 
 Why: measuring a router's added latency to within a millisecond needs an engine and a client that cost almost no
-CPU themselves. The full simulator and an aiohttp client at 200 streams × 40–200 tokens/s saturate the core they
-share, and their own queueing (tens to hundreds of ms) then swamps what the router adds. These two do the minimum:
+CPU or add jitter themselves. The full simulator in a 200-stream closed loop queues by its own model: nearly every
+step then carries a prefill, which the ``llama-8b-h100`` profile charges a fixed 10 ms, so TTFT p50 is 0.4–0.6 s and
+moves by tens of ms between runs, which swamps what the router adds. (Not CPU: measured on 2026-11-25 with this
+module's client, the simulator used 7–8% of its core.) These two do the minimum:
 
 - ``LeanEngine``: an OpenAI-shaped upstream with a real engine's CADENCE: a request waits ``ttft``, then joins the
   running batch, and every ``itl`` one engine step writes one SSE token chunk to every running stream (as vLLM's

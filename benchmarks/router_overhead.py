@@ -16,8 +16,9 @@ warm-up and not counted. Added latency = router − direct at p50 and p99, for T
   simulator's ``llama-8b-h100`` profile gives at 200 running streams (7 ms × (1 + 200/256)); 25 ms lies between it
   and ``qwen-32b-2xh100`` at 200 streams (≈ 39 ms); 5 ms is the previous, harsh setting (40,000 chunks/s).
 - ``sim-realistic``: the full simulator with its ``llama-8b-h100`` profile (sources in
-  ``kserve_llmd/simulator/profiles.py``) and an aiohttp client. Realistic engine behaviour, but the simulator and the
-  client saturate the core they share at 200 streams, so both paths carry tens of ms of their queueing: coarse.
+  ``kserve_llmd/simulator/profiles.py``) and an aiohttp client. Realistic engine behaviour, but coarse: in this
+  closed loop nearly every engine step carries a prefill (a fixed 10 ms each in that profile), so both paths carry
+  hundreds of ms of the engine's own queueing, varying by tens of ms (see ``lean_http.py``).
 - ``sim-harsh``: the simulator at TTFT 20 ms, ITL 5 ms flat (the previous setting), closed loop.
 - ``sim-harsh-burst``: the previous method: all ``--concurrency`` requests sent at the same instant, then wait.
 
@@ -67,7 +68,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                 "engine": "lean, TTFT 20 ms, ITL 12.5 ms (= sim llama-8b-h100 at 200 running)"},
     "lean-25ms": {"lean": (20.0, 25.0), "mode": "steady", "engine": "lean, TTFT 20 ms, ITL 25 ms"},
     "lean-harsh": {"lean": (20.0, 5.0), "mode": "steady", "engine": "lean, TTFT 20 ms, ITL 5 ms"},
-    # the full simulator + aiohttp client: realistic engine behaviour, coarse resolution (its core saturates)
+    # the full simulator + aiohttp client: realistic engine behaviour, coarse resolution (the engine's own queueing)
     "sim-realistic": {"sim": ["--profile", "llama-8b-h100", "--max-num-seqs", "256"], "mode": "steady",
                   "engine": "sim profile llama-8b-h100 (TTFT ≈ 10 ms + 50 µs/token, ITL 7 ms × (1 + running/256))"},
     "sim-harsh": {"sim": ["--profile", "tiny", "--time-to-first-token", "20", "--inter-token-latency", "5",
