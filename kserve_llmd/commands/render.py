@@ -38,11 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-pod", type=int, default=1, help="nvidia.com/gpu per engine pod (default 1)")
     parser.add_argument("--preset", help="router scheduling preset (default: pd-decider, or precise-prefix)")
     parser.add_argument("--non-cached-tokens", type=int, default=0, help="P/D decider threshold (0 = always)")
+    parser.add_argument("--router-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="a router setting (the router's --set), e.g. timeouts.first_byte=1200; repeat")
     parser.add_argument("--no-runtimes", action="store_true", help="do not render ServingRuntimes (cluster has them)")
     parser.add_argument("--crds", type=Path, help="validate against the CRDs in this directory instead of the "
                         "schemas vendored in the package")
     parser.add_argument("--no-validate", action="store_true", help="write without validating (not recommended)")
     parser.add_argument("-o", "--output", help="required: output directory, or - for a YAML stream on stdout")
+
+
+def _setting(item: str) -> tuple[str, str]:
+    from kserve_llmd.errors import ConfigError
+
+    key, eq, value = item.partition("=")
+    if not eq:
+        raise ConfigError(f"--router-set {item!r}: expected SECTION.FIELD=VALUE", param="router-set")
+    return key.strip(), value.strip()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.router_image:
         data["router_image"] = args.router_image
     try:
+        data["router_settings"] = dict(_setting(item) for item in args.router_set)
         spec = parse_spec(data)
         registry = None
         if args.crds is not None and not args.no_validate:

@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-M = TypeVar("M", bound="BaseModel")
 
 HELP = "Run the cache-aware, load-aware OpenAI router (standalone)."
-
-#: The RouterConfig sections ``--set`` reaches (each a strict model: an unknown field is refused by name).
-SETTABLE = ("timeouts", "limits", "scrape", "pd")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-byte-timeout", type=float, default=600.0, help="seconds to wait for an engine")
     parser.add_argument("--seed", type=int, help="seed of the scheduler's random tie-breaks")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help=f"any field of RouterConfig's {', '.join(SETTABLE)} sections, e.g. "
+                        help="any field of RouterConfig's timeouts, limits, scrape and pd sections, e.g. "
                              "limits.max_body_bytes=33554432 or timeouts.total=7200; repeat. It wins over a flag that "
                              "sets the same field (--scrape-interval: scrape.interval, --first-byte-timeout: "
                              "timeouts.first_byte, --pd-*: the pd fields)")
@@ -56,19 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_config(args: argparse.Namespace) -> object:
     from kserve_llmd.router.config import (
         EndpointSpec,
-        LimitsConfig,
         RouterConfig,
-        ScrapeConfig,
-        TimeoutsConfig,
         load_preset,
         load_scheduler_config,
+        parse_settings,
+        settings_section,
     )
-    from kserve_llmd.router.pd import PDConfig
 
     scheduler = load_scheduler_config(args.config) if args.config else load_preset(args.preset or "precise-prefix")
     given = {"fallback_to_aggregated": args.pd_fallback, "prefill_timeout": args.pd_prefill_timeout,
              "release_path": args.pd_release_path}
-    sets = parse_sets(args.set)
+    sets = parse_settings(args.set)
     return RouterConfig(
         host=args.host,
         port=args.port,
@@ -78,46 +66,13 @@ def build_config(args: argparse.Namespace) -> object:
         scheduler=scheduler,
         tokenizer=args.tokenizer,
         api_key=args.api_key,
-        scrape=section(ScrapeConfig, "scrape", {"interval": args.scrape_interval, **sets["scrape"]}),
-        timeouts=section(TimeoutsConfig, "timeouts", {"first_byte": args.first_byte_timeout, **sets["timeouts"]}),
-        limits=section(LimitsConfig, "limits", sets["limits"]),
+        scrape=settings_section("scrape", {"interval": args.scrape_interval, **sets["scrape"]}),
+        timeouts=settings_section("timeouts", {"first_byte": args.first_byte_timeout, **sets["timeouts"]}),
+        limits=settings_section("limits", sets["limits"]),
         seed=args.seed,
         # flags not given keep PDConfig's defaults
-        pd=section(PDConfig, "pd", {**{k: v for k, v in given.items() if v is not None}, **sets["pd"]}),
+        pd=settings_section("pd", {**{k: v for k, v in given.items() if v is not None}, **sets["pd"]}),
     )
-
-
-def section(model: type[M], name: str, values: Mapping[str, object]) -> M:
-    """One RouterConfig section from flags and ``--set`` values; a bad or unknown field is named in full."""
-    from pydantic import ValidationError
-
-    from kserve_llmd.errors import ConfigError
-
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = f"{name}.{'.'.join(str(part) for part in error['loc'])}"
-        if error["type"] == "extra_forbidden":
-            raise ConfigError(f"{field}: no such setting; {name} has {', '.join(model.model_fields)}",
-                              param="set") from None
-        raise ConfigError(f"{field}: {error['msg']} (got {error['input']!r})", param="set") from None
-
-
-def parse_sets(items: list[str]) -> dict[str, dict[str, str]]:
-    """``["limits.max_connections=8192", ...]`` → ``{"limits": {"max_connections": "8192"}, ...}`` (every settable
-    section present). Values stay strings: the section's model converts and checks them."""
-    from kserve_llmd.errors import ConfigError
-
-    out: dict[str, dict[str, str]] = {section: {} for section in SETTABLE}
-    for item in items:
-        key, eq, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not eq or not dot or not name or section not in out:
-            raise ConfigError(f"--set {item!r}: expected SECTION.FIELD=VALUE, SECTION one of {', '.join(SETTABLE)}",
-                              param="set")
-        out[section][name] = value.strip()
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

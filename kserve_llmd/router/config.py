@@ -8,6 +8,7 @@ which names the plugin and the field of any error.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -174,6 +175,47 @@ class RouterConfig(_Strict):
             + [e.model_copy(update={"role": "prefill"}) for e in self.prefill]
             + [e.model_copy(update={"role": "decode"}) for e in self.decode]
         )
+
+
+# ----------------------------------------------------------------------------------------------- settings
+
+#: The sections of ``RouterConfig`` that ``--set SECTION.FIELD=VALUE`` reaches (strict models: unknown fields refused).
+SETTABLE: dict[str, type[BaseModel]] = {"timeouts": TimeoutsConfig, "limits": LimitsConfig, "scrape": ScrapeConfig,
+                                        "pd": PDConfig}
+
+
+def parse_settings(items: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``["limits.max_connections=8192", ...]`` → ``{"limits": {"max_connections": "8192"}, ...}`` (every settable
+    section present). Values stay strings: the section's model converts and checks them (``settings_section``)."""
+    out: dict[str, dict[str, str]] = {name: {} for name in SETTABLE}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not eq or not dot or not name or section not in out:
+            raise ConfigError(f"--set {item!r}: expected SECTION.FIELD=VALUE, SECTION one of {', '.join(SETTABLE)}",
+                              param="set")
+        out[section][name] = value.strip()
+    return out
+
+
+def settings_section(name: str, values: Mapping[str, object]) -> Any:
+    """The ``name`` section of ``RouterConfig`` built from ``values``; a bad or unknown field is named in full."""
+    model = SETTABLE[name]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = f"{name}.{'.'.join(str(part) for part in error['loc'])}"
+        if error["type"] == "extra_forbidden":
+            raise ConfigError(f"{field}: no such setting; {name} has {', '.join(model.model_fields)}",
+                              param="set") from None
+        raise ConfigError(f"{field}: {error['msg']} (got {error['input']!r})", param="set") from None
+
+
+def check_settings(items: Iterable[str]) -> None:
+    """Raise ``ConfigError`` unless every ``SECTION.FIELD=VALUE`` item would be accepted by the router."""
+    for name, values in parse_settings(items).items():
+        settings_section(name, values)
 
 
 # ----------------------------------------------------------------------------------------------- loading

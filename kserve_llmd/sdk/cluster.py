@@ -62,7 +62,7 @@ class LLMDeployment:
             "name": name or default_name(model), "model": model, "model_uri": model_uri, "namespace": namespace,
             "format": format, "backend": backend, "prefill": pool(prefill), "decode": pool(decode),
             "image": image, "router_preset": router.preset, "non_cached_tokens": router.non_cached_tokens,
-            "scheduler_config_ref": router.scheduler_config_ref,
+            "scheduler_config_ref": router.scheduler_config_ref, "router_settings": router.settings,
         })
         self._state: JSON = {
             "model": model, "model_uri": model_uri, "name": self.spec.name, "namespace": namespace,

@@ -35,6 +35,9 @@ class RouterSpec(BaseModel):
                                                                 "prompt tokens (0 = always)")
     scheduler_config_ref: str | None = Field(default=None, description="llmisvc: a ConfigMap holding the "
                                                                        "EndpointPickerConfig")
+    settings: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="isvc: the router's settings, SECTION.FIELD → value (its --set), e.g. "
+                                          "{'timeouts.first_byte': 1200}")
 
 
 @runtime_checkable

@@ -41,6 +41,23 @@ def test_render_llmisvc_to_stdout(capsys: pytest.CaptureFixture[str], crds_dir: 
     assert obj["spec"]["router"]["scheduler"]["config"]["inline"]["kind"] == "EndpointPickerConfig"
 
 
+def test_router_settings_reach_the_transformer_and_a_typo_fails_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--prefill-replicas", "0", "--router-set", "timeouts.first_byte=1200",
+                 "--router-set", "limits.max_body_bytes=33554432", "-o", "-"]) == 0
+    isvc = next(o for o in yaml.safe_load_all(capsys.readouterr().out) if o["kind"] == "InferenceService")
+    args = isvc["spec"]["transformer"]["containers"][0]["args"]
+    assert args[-4:] == ["--set", "limits.max_body_bytes=33554432", "--set", "timeouts.first_byte=1200"]
+    for bad, message in (("timeouts.firstbyte=1", "timeouts.firstbyte: no such setting"),
+                         ("limits.max_connections=0", "limits.max_connections: Input should be greater than"),
+                         ("oops", "--router-set 'oops': expected SECTION.FIELD=VALUE")):
+        assert main([*BASE, "--router-set", bad, "-o", str(tmp_path / "out")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+    assert main([*BASE, "--format", "llmisvc", "--router-set", "timeouts.total=9", "-o", "-"]) == 2
+    assert "format llmisvc runs KServe's scheduler" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [

@@ -44,6 +44,14 @@ def test_render_is_validated_and_needs_no_cluster() -> None:
     assert "approx-prefix" in isvc["spec"]["transformer"]["containers"][0]["args"]
 
 
+def test_router_settings_from_a_notebook_reach_the_transformer_and_typos_fail_at_construction() -> None:
+    dep = LLMDeployment("m", "hf://m", router=RouterSpec(settings={"timeouts.first_byte": 1200}))
+    isvc = next(o for o in dep.render() if o["kind"] == "InferenceService" and "transformer" in o["spec"])
+    assert isvc["spec"]["transformer"]["containers"][0]["args"][-2:] == ["--set", "timeouts.first_byte=1200"]
+    with pytest.raises(ConfigError, match=r"timeouts\.first_bite: no such setting"):
+        LLMDeployment("m", "hf://m", router=RouterSpec(settings={"timeouts.first_bite": 1200}))
+
+
 def test_bad_spec_names_the_field() -> None:
     with pytest.raises(ConfigError, match=r"decode\.replicas"):
         LLMDeployment("m", "hf://m", decode=PoolSpec(replicas=0))

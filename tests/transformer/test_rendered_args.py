@@ -27,3 +27,13 @@ def test_rendered_standalone_router_args_parse() -> None:
     args = parse_args(container.args or [])
     assert args.ignored == []
     assert args.preset == "least-load"
+
+
+def test_rendered_router_settings_become_the_routers_config() -> None:
+    options = RouterOptions(selector={"app": "x"}, settings={"timeouts.first_byte": 1200, "pd.fallback_to_aggregated":
+                                                             False, "limits.max_connections": "8192"})
+    container = router_container(options, transformer=True)
+    config = build_config(parse_args([*(container.args or []), "--http_port", "8080"]))
+    assert config.timeouts.first_byte == 1200.0
+    assert config.pd.fallback_to_aggregated is False
+    assert config.limits.max_connections == 8192

@@ -67,7 +67,7 @@ def predictor(spec: LLMServiceSpec, pool: PoolOptions, role: Role) -> JSON:
 def router_options(spec: LLMServiceSpec) -> RouterOptions:
     return RouterOptions(name=f"{spec.name}-router", image=spec.router_image, preset=spec.preset,
                          selector={MODEL_LABEL: spec.name, ENGINE_LABEL: "vllm"},
-                         service_account=f"{spec.name}-router")
+                         service_account=f"{spec.name}-router", settings=spec.router_settings)
 
 
 def transformer(spec: LLMServiceSpec) -> JSON:

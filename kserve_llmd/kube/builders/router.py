@@ -8,7 +8,7 @@ The entry's flags live in :func:`router_args` only, so a rename there is a one-l
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kserve_llmd.kube.builders.core import (
     PART_OF,
@@ -43,14 +43,35 @@ class RouterOptions(KubeModel):
     selector: dict[str, str] = Field(min_length=1, description="labels of the engine pods to route to")
     preset: str = "precise-prefix"
     service_account: DnsName = "kserve-llmd-router"
+    settings: dict[str, str] = Field(default_factory=dict, description="router settings, SECTION.FIELD → value "
+                                     "(rendered as --set; e.g. limits.max_body_bytes: 33554432)")
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _settings(cls, value: object) -> object:
+        return router_settings(value)
+
+
+def router_settings(value: object) -> object:
+    """A settings mapping as the router's ``--set`` takes it: YAML's numbers and booleans as text, every key and value
+    checked against the router's own models now (``ConfigError``), so a typo fails at render time, not when the pod
+    starts."""
+    from kserve_llmd.router.config import check_settings
+
+    if not isinstance(value, dict):
+        return value
+    text = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    check_settings(f"{key}={val}" for key, val in text.items())
+    return text
 
 
 def router_args(options: RouterOptions, *, port: bool = True) -> list[str]:
     """The entry's arguments (no ``--port`` for a transformer: KServe passes ``--http_port``)."""
     selector = ",".join(f"{key}={value}" for key, value in sorted(options.selector.items()))
     args = ["--host", "0.0.0.0", "--port", str(options.port)] if port else ["--host", "0.0.0.0"]
+    sets = [arg for key, value in sorted(options.settings.items()) for arg in ("--set", f"{key}={value}")]
     return [*args, "--discovery", "kubernetes", "--namespace", "$(POD_NAMESPACE)", "--selector", selector,
-            "--preset", options.preset]
+            "--preset", options.preset, *sets]
 
 
 def router_container(options: RouterOptions, *, transformer: bool = False) -> Container:
