@@ -8,7 +8,9 @@ The entry's flags live in :func:`router_args` only, so a rename there is a one-l
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 from kserve_llmd.kube.builders.core import (
     PART_OF,
@@ -29,6 +31,23 @@ from kserve_llmd.kube.builders.core import (
 from kserve_llmd.kube.builders.runtime import KSERVE_LLMD_IMAGE
 from kserve_llmd.types import JSON
 
+
+def router_settings(value: object) -> object:
+    """A settings mapping as the router's ``--set`` takes it: YAML's numbers and booleans as text, every key and value
+    checked against the router's own models now (``ConfigError``), so a typo fails at render time, not when the pod
+    starts."""
+    from kserve_llmd.router.config import check_settings
+
+    if not isinstance(value, dict):
+        return value
+    text = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    check_settings(f"{key}={val}" for key, val in text.items())
+    return text
+
+
+#: Router settings (``SECTION.FIELD`` → value), as a field of a builder's options.
+RouterSettings = Annotated[dict[str, str], BeforeValidator(router_settings)]
+
 ROUTER_PORT = 8000
 APP_LABEL = "app.kubernetes.io/name"
 
@@ -43,26 +62,8 @@ class RouterOptions(KubeModel):
     selector: dict[str, str] = Field(min_length=1, description="labels of the engine pods to route to")
     preset: str = "precise-prefix"
     service_account: DnsName = "kserve-llmd-router"
-    settings: dict[str, str] = Field(default_factory=dict, description="router settings, SECTION.FIELD → value "
+    settings: RouterSettings = Field(default_factory=dict, description="router settings, SECTION.FIELD → value "
                                      "(rendered as --set; e.g. limits.max_body_bytes: 33554432)")
-
-    @field_validator("settings", mode="before")
-    @classmethod
-    def _settings(cls, value: object) -> object:
-        return router_settings(value)
-
-
-def router_settings(value: object) -> object:
-    """A settings mapping as the router's ``--set`` takes it: YAML's numbers and booleans as text, every key and value
-    checked against the router's own models now (``ConfigError``), so a typo fails at render time, not when the pod
-    starts."""
-    from kserve_llmd.router.config import check_settings
-
-    if not isinstance(value, dict):
-        return value
-    text = {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
-    check_settings(f"{key}={val}" for key, val in text.items())
-    return text
 
 
 def router_args(options: RouterOptions, *, port: bool = True) -> list[str]:

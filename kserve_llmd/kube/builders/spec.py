@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from kserve_llmd.errors import ConfigError
 from kserve_llmd.kube.builders.core import DnsLabel, DnsName, KubeModel
 from kserve_llmd.kube.builders.epp import EPP_API_VERSION
-from kserve_llmd.kube.builders.router import router_settings
+from kserve_llmd.kube.builders.router import RouterSettings
 from kserve_llmd.kube.builders.runtime import KSERVE_LLMD_IMAGE, Backend
 
 Format = Literal["isvc", "llmisvc"]
@@ -48,13 +48,8 @@ class LLMServiceSpec(KubeModel):
     router_preset: str | None = Field(default=None, description="default: pd-decider with prefill, else "
                                                                 "precise-prefix")
     non_cached_tokens: int = Field(default=0, ge=0, description="P/D decider threshold (0 = always disaggregate)")
-    router_settings: dict[str, str] = Field(default_factory=dict, description="isvc: the router's settings, "
+    router_settings: RouterSettings = Field(default_factory=dict, description="isvc: the router's settings, "
                                             "SECTION.FIELD → value (its --set), e.g. timeouts.first_byte: 1200")
-
-    @field_validator("router_settings", mode="before")
-    @classmethod
-    def _router_settings(cls, value: object) -> object:
-        return router_settings(value)
     epp_api_version: str = EPP_API_VERSION
     scheduler_config_ref: str | None = Field(default=None, description="llmisvc: ConfigMap name holding the "
                                                                        "EndpointPickerConfig under key config.yaml, "
