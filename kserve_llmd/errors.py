@@ -19,10 +19,10 @@ status and their OpenAI error type, and are turned into a response in exactly on
     │   ├── BodyTooLargeError    413   body over the configured limit
     │   ├── HeadersTooLargeError 431   URL or headers over the configured limit
     │   └── RateLimitedError     429   load shedding
-    ├── OverloadedError        503   the router itself is at its client-connection cap
+    ├── OverloadedError        503   the router itself is at its client-connection cap (Retry-After: 1)
     ├── UpstreamError          5xx   an engine's fault or absence
     │   ├── UpstreamFailedError  502   engine answered badly, died mid-stream or refused the connection
-    │   ├── NoEndpointError      503   no healthy endpoint can take the request
+    │   ├── NoEndpointError      503   no healthy endpoint can take the request (Retry-After: 1)
     │   └── UpstreamTimeoutError 504   engine did not answer in time
     ├── KVTransferError        4xx/5xx P/D: unknown or expired transfer, prefill that returned no params
     ├── EventDecodeError               a ZMQ KV-event payload that cannot be decoded (dropped, counted, logged)
@@ -41,6 +41,9 @@ class KserveLlmdError(Exception):
 
     status: int = 500
     error_type: str = "InternalServerError"
+    #: Seconds a client should wait before trying again: the router's server sends it as ``Retry-After`` (the OpenAI
+    #: SDKs honour it). None: no header.
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -124,6 +127,7 @@ class RateLimitedError(RequestError):
 class OverloadedError(KserveLlmdError):
     status = 503
     error_type = "ServiceUnavailableError"
+    retry_after = 1
 
 
 class UpstreamError(KserveLlmdError):
@@ -138,6 +142,7 @@ class UpstreamFailedError(UpstreamError):
 class NoEndpointError(UpstreamError):
     status = 503
     error_type = "ServiceUnavailableError"
+    retry_after = 1
 
 
 class UpstreamTimeoutError(UpstreamError):

@@ -108,7 +108,10 @@ class Response:
 
     @classmethod
     def error(cls, exc: KserveLlmdError) -> Response:
-        return cls(error_body(exc), exc.status, {"Content-Type": JSON_CONTENT_TYPE})
+        headers = {"Content-Type": JSON_CONTENT_TYPE}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return cls(error_body(exc), exc.status, headers)
 
     def encode(self, keep_alive: bool) -> bytes:
         head = [_status_line(self.status)]

@@ -232,7 +232,11 @@ async def test_no_healthy_endpoint_gives_503_and_recovers() -> None:
         await until(lambda: health_is(client, router.url, 503))
         async with client.post(router.url + "/v1/completions", json=COMPLETION) as resp:
             assert resp.status == 503
+            assert resp.headers["Retry-After"] == "1"  # the OpenAI SDKs wait that long before their retry
             assert (await resp.json())["error"]["type"] == "ServiceUnavailableError"
+        async with client.post(router.url + "/v1/completions", data=b"{not json") as resp:
+            assert resp.status == 400
+            assert "Retry-After" not in resp.headers  # retrying the same bad request does not help
         eng.health_status = 200
         await until(lambda: health_is(client, router.url, 200))
         async with client.post(router.url + "/v1/completions", json=COMPLETION) as resp:

@@ -680,7 +680,7 @@ async def test_connections_over_the_cap_get_503_then_reset_beyond_twice_the_cap(
         over = [await stack.enter_async_context(connect(port)) for _ in range(2)]
         for reader, _ in over:  # answered before they ask, and closed
             answer = await read_answer(reader)
-            assert (answer.status, answer.headers["connection"]) == (503, "close")
+            assert (answer.status, answer.headers["connection"], answer.headers["retry-after"]) == (503, "close", "1")
             assert error_of(answer)["type"] == "ServiceUnavailableError"
         reset_reader, _ = await stack.enter_async_context(connect(port))  # 2 served + 2 lingering: at twice the cap
         assert await closed(reset_reader)
