@@ -19,7 +19,8 @@ status and their OpenAI error type, and are turned into a response in exactly on
     │   ├── BodyTooLargeError    413   body over the configured limit
     │   ├── HeadersTooLargeError 431   URL or headers over the configured limit
     │   └── RateLimitedError     429   load shedding
-    ├── OverloadedError        503   the router itself is at its client-connection cap (Retry-After: 1)
+    ├── OverloadedError        503   the router itself takes no more: at its connection cap, or draining before it
+    │                                stops (Retry-After: 1)
     ├── UpstreamError          5xx   an engine's fault or absence
     │   ├── UpstreamFailedError  502   engine answered badly, died mid-stream or refused the connection
     │   ├── NoEndpointError      503   no healthy endpoint can take the request (Retry-After: 1)

@@ -131,4 +131,5 @@ async def _serve(config: object, ready_file: str | None) -> int:
             tmp.replace(path)
         print(f"kserve-llmd router listening on {router.url}", file=sys.stderr, flush=True)
         await stop.wait()
+        await router.drain()
     return 0

@@ -233,6 +233,17 @@ class Router:
         server = self._server
         return (0, {}) if server is None else (len(server.connections), server.refusals)
 
+    async def drain(self) -> None:
+        """Before stopping (SIGTERM): keep serving for ``timeouts.drain_delay`` while ``/health`` answers 503, so the
+        Service stops sending here before the listener closes (clients whose proxies still route here are served,
+        not refused)."""
+        delay = self.config.timeouts.drain_delay
+        if delay <= 0:
+            return
+        self.proxy.draining = True
+        log.info("draining for %.1f s before stopping: /health now answers 503", delay)
+        await asyncio.sleep(delay)
+
     async def aclose(self) -> None:
         if self._server is not None:
             await self._server.aclose(self.config.timeouts.shutdown_grace)

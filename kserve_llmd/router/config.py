@@ -107,7 +107,7 @@ class EndpointSpec(_Strict):
 
 class TimeoutsConfig(_Strict):
     """Timeouts in seconds. Upstream: ``connect``, ``first_byte`` (also the longest silence between chunks),
-    ``total``. Client side: ``client_idle``, ``client_header``, ``shutdown_grace``."""
+    ``total``. Client side: ``client_idle``, ``client_header``, ``drain_delay``, ``shutdown_grace``."""
 
     connect: float = Field(default=5.0, gt=0)
     first_byte: float = Field(default=600.0, gt=0)  # long prefills take minutes
@@ -117,6 +117,9 @@ class TimeoutsConfig(_Strict):
     #: A request head must be whole this long after its first byte, or the client gets 408 (slow clients that
     #: trickle a head, a byte per idle period, would otherwise hold a connection for ever).
     client_header: float = Field(default=60.0, gt=0)
+    #: On SIGTERM the router first keeps serving this long with ``/health`` answering 503, so that Kubernetes takes
+    #: it out of its Service before it stops listening (0: stop at once; the rendered manifests set 5).
+    drain_delay: float = Field(default=0.0, ge=0)
     #: On shutdown, requests in flight get this long to finish before they are cut.
     shutdown_grace: float = Field(default=60.0, ge=0)
 

@@ -25,6 +25,7 @@ from kserve_llmd.errors import (
     KserveLlmdError,
     ModelNotFoundError,
     NoEndpointError,
+    OverloadedError,
 )
 from kserve_llmd.http import parse_json_object
 from kserve_llmd.router.config import RouterConfig
@@ -68,6 +69,8 @@ class Proxy:
         self._local = tokenization if isinstance(tokenization, LocalTokenization) else None
         self._api_key = None if config.api_key is None else config.api_key.get_secret_value().encode()
         self._max_attempts = config.limits.max_attempts
+        #: Set when the router is draining before it stops: ``/health`` answers 503, requests are still served.
+        self.draining = False
         self._default_max_tokens = config.limits.default_max_tokens
         self._observe_decision = metrics.decision_latency.observe
         self._observe_ratio = metrics.prefix_match_ratio.observe
@@ -91,6 +94,8 @@ class Proxy:
         return Response.json({"object": "list", "data": self._registry.model_cards()})
 
     def health(self, request: Request) -> Response:
+        if self.draining:
+            return Response.error(OverloadedError("the router is shutting down"))
         healthy = self._registry.healthy_count()
         if healthy == 0:
             return Response.error(NoEndpointError("no healthy endpoint"))

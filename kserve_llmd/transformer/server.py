@@ -137,6 +137,7 @@ async def serve(config: Any, discovery: Any, api_client: Any, ready_file: str | 
                 tmp.replace(path)
             print(f"kserve-llmd transformer listening on {router.url}", file=sys.stderr, flush=True)
             await stop.wait()
+            await router.drain()
     finally:
         if api_client is not None:
             api_client.close()

@@ -144,6 +144,23 @@ def test_pd_inference_services() -> None:
     assert decode["spec"]["transformer"]["serviceAccountName"] == service_account
 
 
+def test_router_pod_drains_before_it_stops_and_kubernetes_waits_for_it() -> None:
+    def transformer(router_settings: dict[str, object]) -> dict[str, Any]:
+        objects = inference_services(spec(prefill={"replicas": 0}, router_settings=router_settings))
+        isvc: dict[str, Any] = by_kind(objects, "InferenceService")[0]["spec"]["transformer"]
+        return isvc
+
+    default = transformer({})
+    args = default["containers"][0]["args"]
+    assert args[args.index("--set") + 1] == "timeouts.drain_delay=5"
+    assert default["terminationGracePeriodSeconds"] == 5 + 60 + 5  # drain, grace for requests in flight, exit
+    custom = transformer({"timeouts.drain_delay": 0, "timeouts.shutdown_grace": 120.5})
+    assert "timeouts.drain_delay=0" in custom["containers"][0]["args"]
+    assert custom["terminationGracePeriodSeconds"] == 121 + 5
+    (deployment, _) = router_deployment(RouterOptions(selector={"app": "x"}), None)
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 70
+
+
 def test_aggregated_has_one_service_with_role_both() -> None:
     isvcs = by_kind(inference_services(spec(prefill={"replicas": 0})), "InferenceService")
     assert [o["metadata"]["name"] for o in isvcs] == ["qwen"]

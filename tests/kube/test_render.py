@@ -47,7 +47,8 @@ def test_router_settings_reach_the_transformer_and_a_typo_fails_before_anything_
                  "--router-set", "limits.max_body_bytes=33554432", "-o", "-"]) == 0
     isvc = next(o for o in yaml.safe_load_all(capsys.readouterr().out) if o["kind"] == "InferenceService")
     args = isvc["spec"]["transformer"]["containers"][0]["args"]
-    assert args[-4:] == ["--set", "limits.max_body_bytes=33554432", "--set", "timeouts.first_byte=1200"]
+    assert args[-6:] == ["--set", "limits.max_body_bytes=33554432", "--set", "timeouts.drain_delay=5",
+                         "--set", "timeouts.first_byte=1200"]
     for bad, message in (("timeouts.firstbyte=1", "timeouts.firstbyte: no such setting"),
                          ("limits.max_connections=0", "limits.max_connections: Input should be greater than"),
                          ("oops", "--router-set 'oops': expected SECTION.FIELD=VALUE")):

@@ -23,7 +23,7 @@ from kserve_llmd.kube.builders.core import (
     manifest,
 )
 from kserve_llmd.kube.builders.rbac import discovery_rbac
-from kserve_llmd.kube.builders.router import RouterOptions, router_container
+from kserve_llmd.kube.builders.router import RouterOptions, router_container, termination_grace
 from kserve_llmd.kube.builders.runtime import HTTP_PORT, MODEL_FORMAT, kv_events_config, runtime_name
 from kserve_llmd.kube.builders.spec import LLMServiceSpec, PoolOptions
 from kserve_llmd.types import JSON, Role
@@ -76,6 +76,7 @@ def transformer(spec: LLMServiceSpec) -> JSON:
         "minReplicas": 1,
         "maxReplicas": 1,
         "serviceAccountName": options.service_account,
+        "terminationGracePeriodSeconds": termination_grace(options),
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [router_container(options, transformer=True).to_dict()],
         "volumes": [{"name": "tmp", "emptyDir": {}}],

@@ -8,6 +8,7 @@ The entry's flags live in :func:`router_args` only, so a rename there is a one-l
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
@@ -48,6 +49,10 @@ def router_settings(value: object) -> object:
 #: Router settings (``SECTION.FIELD`` → value), as a field of a builder's options.
 RouterSettings = Annotated[dict[str, str], BeforeValidator(router_settings)]
 
+#: What a rendered router runs with unless its settings say otherwise: a drain before it stops, so a Service stops
+#: sending to a terminating pod before its listener closes.
+DEFAULT_SETTINGS = {"timeouts.drain_delay": "5"}
+
 ROUTER_PORT = 8000
 APP_LABEL = "app.kubernetes.io/name"
 
@@ -66,11 +71,25 @@ class RouterOptions(KubeModel):
                                      "(rendered as --set; e.g. limits.max_body_bytes: 33554432)")
 
 
+def settings_of(options: RouterOptions) -> dict[str, str]:
+    return {**DEFAULT_SETTINGS, **options.settings}
+
+
+def termination_grace(options: RouterOptions) -> int:
+    """The pod's ``terminationGracePeriodSeconds``: the router's drain, then its grace for requests in flight, then 5 s
+    to exit (Kubernetes' default of 30 s would cut a long stream mid-answer)."""
+    from kserve_llmd.router.config import TimeoutsConfig, parse_settings, settings_section
+
+    items = (f"{key}={value}" for key, value in settings_of(options).items())
+    timeouts: TimeoutsConfig = settings_section("timeouts", parse_settings(items)["timeouts"])
+    return math.ceil(timeouts.drain_delay + timeouts.shutdown_grace) + 5
+
+
 def router_args(options: RouterOptions, *, port: bool = True) -> list[str]:
     """The entry's arguments (no ``--port`` for a transformer: KServe passes ``--http_port``)."""
     selector = ",".join(f"{key}={value}" for key, value in sorted(options.selector.items()))
     args = ["--host", "0.0.0.0", "--port", str(options.port)] if port else ["--host", "0.0.0.0"]
-    sets = [arg for key, value in sorted(options.settings.items()) for arg in ("--set", f"{key}={value}")]
+    sets = [arg for key, value in sorted(settings_of(options).items()) for arg in ("--set", f"{key}={value}")]
     return [*args, "--discovery", "kubernetes", "--namespace", "$(POD_NAMESPACE)", "--selector", selector,
             "--preset", options.preset, *sets]
 
@@ -96,6 +115,7 @@ def router_deployment(options: RouterOptions, namespace: str | None) -> list[JSO
     labels = {APP_LABEL: options.name, PART_OF_LABEL: PART_OF}
     pod = {
         "serviceAccountName": options.service_account,
+        "terminationGracePeriodSeconds": termination_grace(options),
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [router_container(options).to_dict()],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
