@@ -10,6 +10,8 @@ HELP = "Run the cache-aware, load-aware OpenAI router (standalone)."
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: ephemeral)")
+    parser.add_argument("--admin-port", type=int, help="also serve /health and /metrics here, answered even when "
+                                                       "client connections are at their cap (0: ephemeral)")
     spec = "URL[=PUB[,REPLAY]]"
     parser.add_argument("--endpoint", action="append", default=[], metavar=spec,
                         help="an engine (role both); repeat. PUB: the ZMQ endpoint of its KV-event publisher, REPLAY: "
@@ -60,6 +62,7 @@ def build_config(args: argparse.Namespace) -> object:
     return RouterConfig(
         host=args.host,
         port=args.port,
+        admin_port=args.admin_port,
         endpoints=[EndpointSpec.parse(e) for e in args.endpoint],
         prefill=[EndpointSpec.parse(e, "prefill") for e in args.prefill],
         decode=[EndpointSpec.parse(e, "decode") for e in args.decode],
@@ -127,7 +130,7 @@ async def _serve(config: object, ready_file: str | None) -> int:
         if ready_file:
             path = Path(ready_file)
             tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-            tmp.write_bytes(orjson.dumps({"url": router.url}))
+            tmp.write_bytes(orjson.dumps({"url": router.url, "admin_url": router.admin_url}))
             tmp.replace(path)
         print(f"kserve-llmd router listening on {router.url}", file=sys.stderr, flush=True)
         await stop.wait()

@@ -41,6 +41,9 @@ from kserve_llmd.types import Clock
 
 log = logging.getLogger(__name__)
 
+#: Connections the admin listener serves at once (probes and scrapes: a handful).
+ADMIN_CONNECTIONS = 64
+
 #: Seconds between the sweeper's looks at the index (see ``Router._sweep``).
 SWEEP_INTERVAL = 0.05
 
@@ -129,6 +132,9 @@ class Router:
             self.routes
         )
         self._server: HttpServer | None = None
+        self._admin: HttpServer | None = None
+        #: ``http://host:port`` of the admin listener (``admin_port``), once started; None without one.
+        self.admin_url: str | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._url: str | None = None
 
@@ -223,11 +229,18 @@ class Router:
                 idle_timeout=cfg.timeouts.client_idle, header_timeout=cfg.timeouts.client_header,
                 max_connections=cfg.limits.max_connections))
             host, port = await self._server.start(cfg.host, cfg.port, cfg.limits.listen_backlog)
+            if cfg.admin_port is not None:
+                self._admin = HttpServer(self.proxy.admin_routes(), ServerLimits(
+                    max_body=0, max_field=4096, idle_timeout=cfg.timeouts.client_idle,
+                    header_timeout=cfg.timeouts.client_header, max_connections=ADMIN_CONNECTIONS))
+                admin_host, admin_port = await self._admin.start(cfg.host, cfg.admin_port, 64)
+                self.admin_url = f"http://{admin_host}:{admin_port}"
         except BaseException:
             await self.aclose()
             raise
         self._url = f"http://{host}:{port}"
-        log.info("router listening on %s with %d endpoint(s)", self._url, len(self.endpoints))
+        log.info("router listening on %s with %d endpoint(s)%s", self._url, len(self.endpoints),
+                 f"; /health and /metrics also on {self.admin_url}" if self.admin_url else "")
 
     def _client_stats(self) -> tuple[int, dict[str, int]]:
         server = self._server
@@ -248,6 +261,9 @@ class Router:
         if self._server is not None:
             await self._server.aclose(self.config.timeouts.shutdown_grace)
             self._server = None
+        if self._admin is not None:
+            await self._admin.aclose(0)
+            self._admin = None
         await stop_tasks(self._watch_task, self._sweeper)
         self._watch_task = self._sweeper = None
         await self.scraper.aclose()

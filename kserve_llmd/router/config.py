@@ -156,6 +156,10 @@ class ScrapeConfig(_Strict):
 class RouterConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
+    #: A second port serving only ``/health`` and ``/metrics``, with its own small connection cap, so probes and
+    #: scrapes are answered while client connections are at ``limits.max_connections`` (llm-d's endpoint picker keeps
+    #: them apart likewise). None: none (0: ephemeral).
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
     endpoints: list[EndpointSpec] = Field(default_factory=list)
     prefill: list[EndpointSpec] = Field(default_factory=list)
     decode: list[EndpointSpec] = Field(default_factory=list)
@@ -170,6 +174,12 @@ class RouterConfig(_Strict):
     seed: int | None = None
     #: Prefill/decode: fallback, prefill timeout, lease release (the decision is the scheduler's decider plugin).
     pd: PDConfig = Field(default_factory=PDConfig)
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> RouterConfig:
+        if self.admin_port and self.admin_port == self.port:
+            raise ValueError(f"admin_port must differ from port ({self.port})")
+        return self
 
     def all_endpoints(self) -> list[EndpointSpec]:
         """Every static endpoint, with the pool role applied to ``prefill``/``decode`` entries."""

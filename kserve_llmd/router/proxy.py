@@ -86,6 +86,13 @@ class Proxy:
         routes.add("GET", "/health", self.health)
         routes.add("GET", "/metrics", self.metrics)
 
+    def admin_routes(self) -> Routes:
+        """The admin listener's routes: ``/health`` and ``/metrics`` only (the same handlers)."""
+        routes = Routes()
+        routes.add("GET", "/health", self.health)
+        routes.add("GET", "/metrics", self.metrics)
+        return routes
+
     def models(self, request: Request) -> Response:
         try:
             self._auth(request)

@@ -133,7 +133,7 @@ async def serve(config: Any, discovery: Any, api_client: Any, ready_file: str | 
             if ready_file:
                 path = Path(ready_file)
                 tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-                tmp.write_bytes(orjson.dumps({"url": router.url}))
+                tmp.write_bytes(orjson.dumps({"url": router.url, "admin_url": router.admin_url}))
                 tmp.replace(path)
             print(f"kserve-llmd transformer listening on {router.url}", file=sys.stderr, flush=True)
             await stop.wait()

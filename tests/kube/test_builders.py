@@ -28,6 +28,7 @@ from kserve_llmd.kube.builders import (
 )
 from kserve_llmd.kube.builders.core import Container, ContainerPort
 from kserve_llmd.kube.builders.pool import EndpointPickerRef, InferencePoolSpec, LabelSelector, PortNumber
+from kserve_llmd.kube.builders.router import router_container
 
 BRIEF_PLUGINS = {"prefix-cache-scorer", "queue-scorer", "kv-cache-utilization-scorer", "max-score-picker",
                  "pd-profile-handler", "prefill-filter", "decode-filter", "prefix-based-pd-decider"}
@@ -218,6 +219,22 @@ def test_router_deployment_is_locked_down(registry: crds.SchemaRegistry) -> None
     assert container["securityContext"] == {"runAsNonRoot": True, "readOnlyRootFilesystem": True,
                                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_standalone_router_is_probed_for_liveness_on_its_admin_port_and_for_readiness_on_its_client_port() -> None:
+    deployment, service = router_deployment(RouterOptions(selector={"app": "x"}), "llm")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "admin": 9090}
+    args = container["args"]
+    assert args[args.index("--admin-port") + 1] == "9090"
+    assert container["livenessProbe"]["httpGet"]["port"] == "admin"  # an overload never restarts the pod
+    assert container["readinessProbe"]["httpGet"]["port"] == "http"  # an overloaded router gets less traffic
+    assert {p["name"] for p in service["spec"]["ports"]} == {"http", "admin"}
+    transformer = router_container(RouterOptions(selector={"app": "x"}), transformer=True)
+    assert "--admin-port" not in (transformer.args or [])  # KServe runs a transformer's probes
+    with pytest.raises(ValidationError, match="admin_port must differ from port"):
+        RouterOptions(selector={"app": "x"}, admin_port=8000)
 
 
 def test_models_use_camel_case_and_forbid_unknown_fields() -> None:

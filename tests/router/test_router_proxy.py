@@ -10,7 +10,7 @@ import pytest
 from engine_double import EngineDouble, free_port
 from harness import health_is, running_router, until
 
-from kserve_llmd.router.config import EndpointSpec, LimitsConfig, ScrapeConfig, TimeoutsConfig
+from kserve_llmd.router.config import EndpointSpec, LimitsConfig, RouterConfig, ScrapeConfig, TimeoutsConfig
 
 COMPLETION = {"model": "m", "prompt": "hello there", "max_tokens": 5}
 
@@ -259,23 +259,61 @@ async def test_router_metrics_endpoint() -> None:
         assert "kserve_llmd_router_upstream_ttft_seconds_count 3.0" in text
 
 
+OPEN_CONNECTIONS = "kserve_llmd_router_client_connections"
+
+
 async def test_connection_cap_answers_503_and_is_counted_while_served_clients_go_on() -> None:
     limits = LimitsConfig(max_connections=2)
     async with EngineDouble() as eng, running_router([eng], limits=limits) as router, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2)) as client:
         host, port = router.url.removeprefix("http://").split(":")
         held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]  # two clients that only connect
+        await until(lambda: router.metrics.registry.get_sample_value(OPEN_CONNECTIONS) == 2)  # both accepted
         async with client.get(router.url + "/health") as resp:
             assert resp.status == 503
             assert (await resp.json())["error"]["type"] == "ServiceUnavailableError"
         for _, writer in held:
             writer.close()
-        await until(lambda: router.metrics.registry.get_sample_value("kserve_llmd_router_client_connections") == 0)
+        await until(lambda: router.metrics.registry.get_sample_value(OPEN_CONNECTIONS) == 0)
         async with client.post(router.url + "/v1/completions", json=COMPLETION) as resp:
             assert resp.status == 200
         refused = router.metrics.registry.get_sample_value("kserve_llmd_router_connections_refused_total",
                                                            {"answer": "503"})
         assert refused == 1.0
+
+
+async def test_admin_port_answers_health_and_metrics_while_the_client_port_is_full() -> None:
+    limits = LimitsConfig(max_connections=1)
+    async with EngineDouble() as eng, running_router([eng], limits=limits, admin_port=0) as router, \
+            aiohttp.ClientSession() as client:
+        assert router.admin_url is not None
+        host, port = router.url.removeprefix("http://").split(":")
+        held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]  # the served one + the 503 band
+        try:
+            await until(lambda: router.metrics.registry.get_sample_value(OPEN_CONNECTIONS) == 2)  # both accepted
+            with pytest.raises(aiohttp.ClientError):  # the client port resets what comes next
+                async with client.get(router.url + "/health") as resp:
+                    await resp.read()
+            async with client.get(router.admin_url + "/health") as resp:
+                assert resp.status == 200
+            async with client.get(router.admin_url + "/metrics") as resp:
+                assert 'kserve_llmd_router_connections_refused_total{answer="reset"}' in await resp.text()
+            refused = router.metrics.registry.get_sample_value("kserve_llmd_router_connections_refused_total",
+                                                               {"answer": "reset"})
+            assert refused is not None
+            assert refused >= 1  # (aiohttp may try a reset request twice)
+            async with client.get(router.admin_url + "/v1/models") as resp:
+                assert resp.status == 404  # the admin port serves nothing else (and takes no bodies)
+        finally:
+            for _, writer in held:
+                writer.close()
+
+
+async def test_no_admin_listener_unless_asked() -> None:
+    async with EngineDouble() as eng, running_router([eng]) as router:
+        assert router.admin_url is None
+    with pytest.raises(ValueError, match="admin_port must differ from port"):
+        RouterConfig(port=8000, admin_port=8000)
 
 
 def test_endpoint_spec_parsing() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from kserve_llmd.kube.builders.core import (
     PART_OF,
@@ -54,6 +54,10 @@ RouterSettings = Annotated[dict[str, str], BeforeValidator(router_settings)]
 DEFAULT_SETTINGS = {"timeouts.drain_delay": "5"}
 
 ROUTER_PORT = 8000
+#: The standalone router's admin listener (``/health``, ``/metrics``), where its liveness probe goes: it answers even
+#: when client connections are at their cap, so an overload never restarts the pod. (Readiness stays on the client
+#: port: an overloaded router should get less traffic.)
+ADMIN_PORT = 9090
 APP_LABEL = "app.kubernetes.io/name"
 
 
@@ -63,6 +67,13 @@ class RouterOptions(KubeModel):
     name: DnsName = "kserve-llmd-router"
     image: str = KSERVE_LLMD_IMAGE
     port: Port = ROUTER_PORT
+    admin_port: Port = ADMIN_PORT
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> RouterOptions:
+        if self.admin_port == self.port:
+            raise ValueError(f"admin_port must differ from port ({self.port})")
+        return self
     replicas: int = Field(default=1, ge=0)
     selector: dict[str, str] = Field(min_length=1, description="labels of the engine pods to route to")
     preset: str = "precise-prefix"
@@ -86,9 +97,12 @@ def termination_grace(options: RouterOptions) -> int:
 
 
 def router_args(options: RouterOptions, *, port: bool = True) -> list[str]:
-    """The entry's arguments (no ``--port`` for a transformer: KServe passes ``--http_port``)."""
+    """The entry's arguments. A transformer (``port=False``) gets no ``--port`` (KServe passes ``--http_port``) and no
+    admin port (KServe runs its probes)."""
     selector = ",".join(f"{key}={value}" for key, value in sorted(options.selector.items()))
-    args = ["--host", "0.0.0.0", "--port", str(options.port)] if port else ["--host", "0.0.0.0"]
+    args = ["--host", "0.0.0.0"]
+    if port:
+        args += ["--port", str(options.port), "--admin-port", str(options.admin_port)]
     sets = [arg for key, value in sorted(settings_of(options).items()) for arg in ("--set", f"{key}={value}")]
     return [*args, "--discovery", "kubernetes", "--namespace", "$(POD_NAMESPACE)", "--selector", selector,
             "--preset", options.preset, *sets]
@@ -101,10 +115,11 @@ def router_container(options: RouterOptions, *, transformer: bool = False) -> Co
         command=["python", "-m", "kserve_llmd.transformer"],
         args=router_args(options, port=not transformer),
         env=[EnvVar.field("POD_NAMESPACE", "metadata.namespace")],
-        ports=None if transformer else [ContainerPort(container_port=options.port, name="http")],
+        ports=None if transformer else [ContainerPort(container_port=options.port, name="http"),
+                                        ContainerPort(container_port=options.admin_port, name="admin")],
         resources=ResourceRequirements(requests={"cpu": "500m", "memory": "512Mi"}, limits={"memory": "2Gi"}),
         readiness_probe=None if transformer else Probe.http("/health", "http", period=5),
-        liveness_probe=None if transformer else Probe.http("/health", "http", period=10, failures=6),
+        liveness_probe=None if transformer else Probe.http("/health", "admin", period=10, failures=6),
         volume_mounts=[VolumeMount(name="tmp", mount_path="/tmp")],
         security_context=SecurityContext.restricted(),
     )
@@ -128,6 +143,7 @@ def router_deployment(options: RouterOptions, namespace: str | None) -> list[JSO
     service = manifest(
         "v1", "Service", ObjectMeta(name=options.name, namespace=namespace, labels=labels),
         spec={"selector": {APP_LABEL: options.name},
-              "ports": [{"name": "http", "port": options.port, "targetPort": "http", "protocol": "TCP"}]},
+              "ports": [{"name": "http", "port": options.port, "targetPort": "http", "protocol": "TCP"},
+                        {"name": "admin", "port": options.admin_port, "targetPort": "admin", "protocol": "TCP"}]},
     )
     return [deployment, service]
