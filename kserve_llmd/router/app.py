@@ -233,7 +233,7 @@ class Router:
                 self._admin = HttpServer(self.proxy.admin_routes(), ServerLimits(
                     max_body=0, max_field=4096, idle_timeout=cfg.timeouts.client_idle,
                     header_timeout=cfg.timeouts.client_header, max_connections=ADMIN_CONNECTIONS))
-                admin_host, admin_port = await self._admin.start(cfg.host, cfg.admin_port, 64)
+                admin_host, admin_port = await self._admin.start(cfg.host, cfg.admin_port, ADMIN_CONNECTIONS)
                 self.admin_url = f"http://{admin_host}:{admin_port}"
         except BaseException:
             await self.aclose()
