@@ -7,6 +7,8 @@ import asyncio
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -28,62 +30,54 @@ def _config(*argv: str) -> RouterConfig:
     return config
 
 
-async def test_router_command_serves_and_stops(tmp_path: Path) -> None:
+@asynccontextmanager
+async def router_process(tmp_path: Path, *argv: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``kserve-llmd router --port 0 ... argv`` as a child process, once listening: (process, url). Killed if it is
+    still running when the block ends."""
     ready = tmp_path / "ready.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kserve_llmd", "router", "--port", "0", "--ready-file", str(ready), *argv,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        while not ready.exists():
+            assert proc.returncode is None, "router exited early"
+            await asyncio.sleep(0.05)
+        yield proc, orjson.loads(ready.read_bytes())["url"]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_router_command_serves_and_stops(tmp_path: Path) -> None:
     async with EngineDouble() as eng:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kserve_llmd", "router", "--port", "0", "--endpoint", eng.url,
-            "--preset", "least-load", "--ready-file", str(ready),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            while not ready.exists():
-                assert proc.returncode is None, "router exited early"
-                await asyncio.sleep(0.05)
-            url = orjson.loads(ready.read_bytes())["url"]
+        async with router_process(tmp_path, "--endpoint", eng.url, "--preset", "least-load") as (proc, url):
             async with aiohttp.ClientSession() as client, \
                     client.post(url + "/v1/completions", json={"model": "m", "prompt": "hi"}) as resp:
                 assert resp.status == 200
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
         assert len(eng.seen) == 1
 
 
 async def test_sigterm_drains_health_503_while_requests_are_still_served_then_exits(tmp_path: Path) -> None:
-    ready = tmp_path / "ready.json"
-    async with EngineDouble() as eng:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kserve_llmd", "router", "--port", "0", "--endpoint", eng.url,
-            "--preset", "round-robin", "--set", "timeouts.drain_delay=1.5", "--ready-file", str(ready),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            while not ready.exists():
-                assert proc.returncode is None, "router exited early"
-                await asyncio.sleep(0.05)
-            url = orjson.loads(ready.read_bytes())["url"]
-            async with aiohttp.ClientSession() as client:
+    async with EngineDouble() as eng, router_process(tmp_path, "--endpoint", eng.url, "--preset", "round-robin",
+                                                     "--set", "timeouts.drain_delay=1.5") as (proc, url):
+        async with aiohttp.ClientSession() as client:
+            async with client.get(url + "/health") as resp:
+                assert resp.status == 200
+            proc.send_signal(signal.SIGTERM)
+            while True:  # the signal lands: /health flips, the listener stays open
                 async with client.get(url + "/health") as resp:
-                    assert resp.status == 200
-                proc.send_signal(signal.SIGTERM)
-                while True:  # the signal lands: /health flips, the listener stays open
-                    async with client.get(url + "/health") as resp:
-                        if resp.status == 503:
-                            assert "shutting down" in (await resp.json())["error"]["message"]
-                            break
-                    await asyncio.sleep(0.02)
-                async with client.post(url + "/v1/completions", json={"model": "m", "prompt": "hi"}) as resp:
-                    assert resp.status == 200  # still served while draining
-                assert proc.returncode is None
-            assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+                    if resp.status == 503:
+                        assert "shutting down" in (await resp.json())["error"]["message"]
+                        break
+                await asyncio.sleep(0.02)
+            async with client.post(url + "/v1/completions", json={"model": "m", "prompt": "hi"}) as resp:
+                assert resp.status == 200  # still served while draining
+            assert proc.returncode is None
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
 
 
 async def test_router_command_rejects_bad_config(tmp_path: Path) -> None:
