@@ -230,7 +230,9 @@ class Router:
                 max_connections=cfg.limits.max_connections))
             host, port = await self._server.start(cfg.host, cfg.port, cfg.limits.listen_backlog)
             if cfg.admin_port is not None:
-                self._admin = HttpServer(self.proxy.admin_routes(), ServerLimits(
+                admin_routes = Routes()
+                self.proxy.add_admin_routes(admin_routes)
+                self._admin = HttpServer(admin_routes, ServerLimits(
                     max_body=0, max_field=4096, idle_timeout=cfg.timeouts.client_idle,
                     header_timeout=cfg.timeouts.client_header, max_connections=ADMIN_CONNECTIONS))
                 admin_host, admin_port = await self._admin.start(cfg.host, cfg.admin_port, ADMIN_CONNECTIONS)

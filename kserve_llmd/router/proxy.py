@@ -83,15 +83,12 @@ class Proxy:
         routes.add("POST", "/v1/completions", self.generate)
         routes.add("POST", "/v1/chat/completions", self.generate)
         routes.add("GET", "/v1/models", self.models)
-        routes.add("GET", "/health", self.health)
-        routes.add("GET", "/metrics", self.metrics)
+        self.add_admin_routes(routes)
 
-    def admin_routes(self) -> Routes:
-        """The admin listener's routes: ``/health`` and ``/metrics`` only (the same handlers)."""
-        routes = Routes()
+    def add_admin_routes(self, routes: Routes) -> None:
+        """``/health`` and ``/metrics``: on the client port, and alone on the admin listener (``admin_port``)."""
         routes.add("GET", "/health", self.health)
         routes.add("GET", "/metrics", self.metrics)
-        return routes
 
     def models(self, request: Request) -> Response:
         try:
