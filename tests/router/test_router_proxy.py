@@ -274,6 +274,7 @@ async def test_connection_cap_answers_503_and_is_counted_while_served_clients_go
             assert (await resp.json())["error"]["type"] == "ServiceUnavailableError"
         for _, writer in held:
             writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in held), return_exceptions=True)
         await until(lambda: router.metrics.registry.get_sample_value(OPEN_CONNECTIONS) == 0)
         async with client.post(router.url + "/v1/completions", json=COMPLETION) as resp:
             assert resp.status == 200
@@ -307,6 +308,7 @@ async def test_admin_port_answers_health_and_metrics_while_the_client_port_is_fu
         finally:
             for _, writer in held:
                 writer.close()
+            await asyncio.gather(*(writer.wait_closed() for _, writer in held), return_exceptions=True)
 
 
 async def test_no_admin_listener_unless_asked() -> None:
