@@ -27,13 +27,14 @@ from kserve_llmd.router.endpoints import EndpointRegistry, endpoint_id
 from kserve_llmd.router.events import KVEventIngester
 from kserve_llmd.router.interfaces import Discovery, Endpoint, EndpointEvent, PrefixMatcher
 from kserve_llmd.router.kvindex import IndexStats, LRUKVIndex, MeteredKVIndex
+from kserve_llmd.router.messages import Routes
 from kserve_llmd.router.metrics import RouterMetrics
 from kserve_llmd.router.pd import build_pd
 from kserve_llmd.router.plugins._base import PluginDeps
 from kserve_llmd.router.proxy import Proxy
 from kserve_llmd.router.registry import MatcherSpec, build_scheduler, parse_scheduler
 from kserve_llmd.router.scraper import Scraper, fetch_kv_event_sources
-from kserve_llmd.router.server import HttpServer, Routes, ServerLimits
+from kserve_llmd.router.server import HttpServer, ServerLimits
 from kserve_llmd.router.tokenization import RequestTokenizer, build_tokenization
 from kserve_llmd.router.traffic import TrafficAdmin, TrafficSplit
 from kserve_llmd.router.upstream import UpstreamPool

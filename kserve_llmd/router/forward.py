@@ -26,8 +26,8 @@ from multidict import CIMultiDict
 from kserve_llmd.errors import UpstreamFailedError, UpstreamTimeoutError
 from kserve_llmd.http import JSON_CONTENT_TYPE, SSE_HEADERS
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
+from kserve_llmd.router.messages import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.metrics import RouterMetrics
-from kserve_llmd.router.server import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.upstream import (
     Exchange,
     UpstreamBroken,

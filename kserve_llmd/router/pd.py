@@ -43,7 +43,7 @@ from kserve_llmd.http import JSON_CONTENT_TYPE
 from kserve_llmd.router.endpoints import EndpointRegistry
 from kserve_llmd.router.interfaces import Endpoint, PDDecider, PDDecision, RequestContext
 from kserve_llmd.router.loopmetrics import Counter, Histogram, LoopCollector
-from kserve_llmd.router.server import CLIENT_CLOSED, Request, Response, Stream
+from kserve_llmd.router.messages import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.sidecar import PREFILLER_HEADER, prefiller_from_header
 from kserve_llmd.types import JSON, Clock
 

@@ -32,10 +32,10 @@ from kserve_llmd.router.config import RouterConfig
 from kserve_llmd.router.endpoints import EndpointRegistry
 from kserve_llmd.router.forward import REQUEST_ID_KEY, Forwarder
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
+from kserve_llmd.router.messages import Request, Response, Routes, Stream
 from kserve_llmd.router.metrics import RouterMetrics
 from kserve_llmd.router.pd import PDOrchestrator
 from kserve_llmd.router.scheduler import Scheduler
-from kserve_llmd.router.server import Request, Response, Routes, Stream
 from kserve_llmd.router.tokenization import LocalTokenization, RequestTokenizer
 from kserve_llmd.router.traffic import VERSION_HEADER, TrafficSplit
 from kserve_llmd.router.upstream import UpstreamPool

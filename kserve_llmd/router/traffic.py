@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kserve_llmd.errors import BodyTooLargeError, InvalidRequestError, KserveLlmdError, ModelNotFoundError
 from kserve_llmd.http import parse_json_object
 from kserve_llmd.router.endpoints import endpoint_id
-from kserve_llmd.router.server import Request, Response, Routes
+from kserve_llmd.router.messages import Request, Response, Routes
 
 #: Request header that pins a request to one version of a split model.
 VERSION_HEADER = "x-llmd-version"

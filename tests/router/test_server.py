@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kserve_llmd.router.server import HttpServer, Request, Response, Routes, ServerLimits, Stream
+from kserve_llmd.router.messages import Request, Response, Routes, Stream
+from kserve_llmd.router.server import HttpServer, ServerLimits
 
 pytestmark = pytest.mark.timeout(10)  # a hang is a failure here, not a two-minute wait
 
