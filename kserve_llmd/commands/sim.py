@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag in TIMING_FLAGS:
         a("--" + flag.replace("_", "-"), type=float, default=None, help="milliseconds (overrides the profile)")
     a("--time-factor-under-load", type=float, default=None, help=">= 1; step slowdown at max-num-seqs")
+    a("--prefill-under-load", action=argparse.BooleanOptionalAction, default=None,
+      help="whether that slowdown also scales a step's prefill part (default: the profile's, yes)")
     a("--seed", type=int, default=0)
     a("--tokenizer", default=None, help="path to a tokenizer.json (default: the built-in tokenizer)")
     a("--failure-injection-rate", type=float, default=0.0, help="0..1 (llm-d-inference-sim accepts 0..100 %%)")
@@ -65,13 +67,15 @@ def build_config(args: argparse.Namespace) -> Any:
     from kserve_llmd.simulator.profiles import get_profile
 
     timing = None
-    overrides: dict[str, float] = {}
+    overrides: dict[str, float | bool] = {}
     for flag, field in TIMING_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             overrides[field] = value / 1000.0
     if args.time_factor_under_load is not None:
         overrides["time_factor_under_load"] = args.time_factor_under_load
+    if args.prefill_under_load is not None:
+        overrides["prefill_under_load"] = args.prefill_under_load
     if overrides:
         base = get_profile(args.profile)
         timing = type(base).model_validate({**base.model_dump(), **overrides})

@@ -29,6 +29,9 @@ class TimingParams(BaseModel):
     """Decode step time with a batch of one (memory-bound weight read)."""
     time_factor_under_load: float = Field(default=1.0, ge=1.0)
     """Step time multiplier at ``max_num_seqs`` running requests; linear in between (1 = no slowdown)."""
+    prefill_under_load: bool = True
+    """Whether that multiplier also scales a step's prefill part (llm-d-inference-sim scales TTFT by it), or only
+    its decode part (a GPU's prefill compute per token hardly depends on the decode batch beside it)."""
     kv_cache_transfer_latency: float = Field(default=0.0, ge=0)
     """P/D: fixed cost of pulling a request's KV blocks from the prefill engine."""
     kv_cache_transfer_time_per_token: float = Field(default=0.0, ge=0)

@@ -7,7 +7,8 @@
                  = p.prefill_overhead + p.prefill_time_per_token * T                       otherwise
                    (T = UNCACHED prompt tokens computed in this step, summed over its requests; 0 if none)
     decode       = p.inter_token_latency                        if any request in the step is decoding, else 0
-    step(T, n)   = (prefill(T) + decode) * load(n) * (1 + U(-p.jitter, p.jitter))
+    step(T, n)   = (prefill(T) + decode) * load(n) * (1 + U(-p.jitter, p.jitter))      p.prefill_under_load (default)
+                 = (prefill(T) + decode * load(n)) * (1 + U(-p.jitter, p.jitter))      otherwise
     transfer(K)  = p.kv_cache_transfer_latency + p.kv_cache_transfer_time_per_token * K     (P/D pull of K tokens)
 
 All results are SIMULATED seconds; the engine multiplies them by ``time_scale``. ``load`` follows
@@ -45,15 +46,15 @@ class StepTimingModel:
 
     def step_time(self, prefill_tokens: int, prefill_requests: int, decode_requests: int) -> float:
         p = self._p
-        t = 0.0
+        prefill = 0.0
         if prefill_requests:
             if p.time_to_first_token > 0:
-                t += p.time_to_first_token
+                prefill = p.time_to_first_token
             else:
-                t += p.prefill_overhead + p.prefill_time_per_token * prefill_tokens
-        if decode_requests:
-            t += p.inter_token_latency
-        t *= self.load_factor(prefill_requests + decode_requests)
+                prefill = p.prefill_overhead + p.prefill_time_per_token * prefill_tokens
+        decode = p.inter_token_latency if decode_requests else 0.0
+        load = self.load_factor(prefill_requests + decode_requests)
+        t = (prefill + decode) * load if p.prefill_under_load else prefill + decode * load
         if p.jitter and t:
             t *= 1.0 + self._rng.uniform(-p.jitter, p.jitter)
         return t

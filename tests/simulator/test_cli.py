@@ -28,7 +28,12 @@ def test_timing_flags_are_milliseconds_over_the_profile() -> None:
     assert timing.inter_token_latency == 0.02
     assert timing.time_factor_under_load == 3.0
     assert timing.prefill_time_per_token == 5e-5  # untouched profile value
+    assert timing.prefill_under_load  # the profile's
     assert config.failure_injection_rate == 0.1  # llm-d-inference-sim's percent form
+    decode_only = build_config(build_parser().parse_args(["sim", "--profile", "llama-8b-h100",
+                                                          "--no-prefill-under-load"])).resolved_timing()
+    assert not decode_only.prefill_under_load
+    assert decode_only.inter_token_latency == 0.007
 
 
 def test_replay_endpoint_is_numbered_per_engine_like_the_publisher() -> None:

@@ -23,6 +23,15 @@ def test_step_time_formula() -> None:
     assert m.transfer_time(1000) == pytest.approx(0.102)
 
 
+def test_load_can_leave_the_prefill_part_alone() -> None:
+    p = TimingParams(prefill_overhead=0.01, prefill_time_per_token=0.001, inter_token_latency=0.005,
+                     time_factor_under_load=3.0, prefill_under_load=False)
+    m = StepTimingModel(p, max_num_seqs=5, rng=random.Random(0))
+    assert m.step_time(100, 1, 4) == pytest.approx(0.11 + 0.005 * 3)  # only the decode part is slowed
+    assert m.step_time(100, 5, 0) == pytest.approx(0.11)
+    assert m.step_time(0, 0, 3) == pytest.approx(0.005 * 2)
+
+
 def test_time_to_first_token_overrides_the_prefill_formula() -> None:
     m = StepTimingModel(TimingParams(time_to_first_token=0.2, prefill_time_per_token=1.0), 4, random.Random(0))
     assert m.step_time(5000, 2, 0) == pytest.approx(0.2)
