@@ -177,9 +177,9 @@ def load(name_or_path: str) -> Scenario:
 
 
 def with_overrides(scenario: Scenario, *, qps: list[float] | None = None, concurrency: list[int] | None = None,
-                   duration_s: float | None = None, num_requests: int | None = None, warmup: int | None = None,
-                   slo_ttft_ms: float | None = None, slo_itl_ms: float | None = None, seed: int | None = None,
-                   model: str | None = None) -> Scenario:
+                   duration_s: float | list[float] | None = None, num_requests: int | None = None,
+                   warmup: int | None = None, slo_ttft_ms: float | None = None, slo_itl_ms: float | None = None,
+                   seed: int | None = None, model: str | None = None) -> Scenario:
     """The scenario with command-line overrides applied, validated again as a whole."""
     data = scenario.model_dump()
     load = data["load"]
@@ -187,6 +187,8 @@ def with_overrides(scenario: Scenario, *, qps: list[float] | None = None, concur
         load.update(qps=qps, concurrency=None, arrival="poisson")
     if concurrency is not None:
         load.update(concurrency=concurrency, qps=None, arrival="poisson")
+    if isinstance(duration_s, list) and len(duration_s) == 1:
+        duration_s = duration_s[0]
     if duration_s is not None:
         load.update(duration_s=duration_s, num_requests=None if num_requests is None else num_requests)
     if num_requests is not None:

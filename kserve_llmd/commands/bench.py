@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load = parser.add_mutually_exclusive_group()
     load.add_argument("--qps", type=_floats, help="Poisson QPS ladder, e.g. 1,2,4 (overrides the scenario)")
     load.add_argument("--concurrency", type=_ints, help="fixed concurrency (or a ladder, e.g. 4,8,16)")
-    parser.add_argument("--duration", type=float, help="seconds of arrivals per level")
+    parser.add_argument("--duration", type=_floats,
+                        help="seconds of arrivals per level: one for all, or one per level (e.g. 20,20,62.5)")
     parser.add_argument("--num-requests", type=int, help="requests per level (after warm-up)")
     parser.add_argument("--warmup", type=int, help="requests per level sent first and left out of the results")
     parser.add_argument("--slo-ttft-ms", type=float, help="goodput SLO on TTFT (ms)")

@@ -166,6 +166,11 @@ def test_scenario_overrides_and_errors() -> None:
     per_level = _scenario({"qps": [1, 2], "duration_s": [5, 6]})
     assert [lv.duration_s for lv in per_level.load.levels()] == [5, 6]
     assert [lv.duration_s for lv in scenario_mod.with_overrides(per_level, duration_s=9).load.levels()] == [9, 9]
+    assert [lv.duration_s for lv in scenario_mod.with_overrides(per_level, duration_s=[9]).load.levels()] == [9, 9]
+    longer = scenario_mod.with_overrides(per_level, qps=[1, 2, 4], duration_s=[5, 6, 7])
+    assert [(lv.qps, lv.duration_s) for lv in longer.load.levels()] == [(1, 5), (2, 6), (4, 7)]
+    with pytest.raises(ConfigError, match="2 durations for 3 levels"):
+        scenario_mod.with_overrides(per_level, qps=[1, 2, 4])  # the scenario's per-level list no longer fits
 
 
 def test_demo_plan_uses_the_packaged_scenario_and_lets_flags_override() -> None:
