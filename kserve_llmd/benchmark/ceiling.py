@@ -15,10 +15,14 @@ restarts; nothing is sent) and reports, per level, Σ hit tokens / Σ prompt tok
   can expect. It is not a bound: a run whose placement is uneven can beat it, and so can a live run whose working
   set sits within a few percent of the cache, where the blocks that running requests pin at the moments a prompt
   leaves and returns decide which side of LRU's cliff it lands on (``benchmarks/README.md``: 88–89% measured against
-  82.7% here at shared-prefix's 30 QPS level).
+  82.7% here at shared-prefix's 30 QPS level; ``--timings`` below replays that).
   ``--groups-per-engine 34,34,34,48`` deals the groups UNEVENLY instead (engine i gets that many, in an order
   shuffled with the scenario's seed): the way to see what concentrating groups would buy and what load skew it costs
   (the table then also gives each engine's share of the requests).
+  ``--timings RUN.requests.jsonl --config NAME`` serves the requests on that run's own timeline instead of one at a
+  time: each is admitted at its first token, stores its output tokens evenly from there to its end, and frees its
+  blocks at its end, so running requests pin what they pinned in the run. Placement stays the even deal, so what
+  the column shows is the cache behaviour of that timing without any routing.
 
 ``python -m kserve_llmd.benchmark.ceiling shared-prefix`` prints the table for a scenario; engines, KV-cache size
 and block size come from its ``cluster`` section unless given.
@@ -28,8 +32,11 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from kserve_llmd.benchmark import scenario as scenario_mod
 from kserve_llmd.benchmark.records import BenchRequest
@@ -53,16 +60,70 @@ class LevelCeiling:
     per_engine: tuple[int, ...]  # requests each engine served
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When one request of a run got its first token and ended, in seconds from its level's start."""
+
+    first_token: float
+    end: float
+
+
+def load_timings(path: Path, config: str) -> dict[tuple[str, int], Timing]:
+    """``(level, index) → Timing`` of ``config``'s requests in a run's ``*.requests.jsonl``."""
+    timings = {}
+    with path.open("rb") as lines:
+        for line in lines:
+            row = orjson.loads(line)
+            if row["config"] == config and row["ttft_ms"] is not None and row["e2e_ms"] is not None:
+                start = row["start_s"]
+                timings[(row["level"], row["index"])] = Timing(start + row["ttft_ms"] / 1000,
+                                                               start + row["e2e_ms"] / 1000)
+    if not timings:
+        raise ValueError(f"{path} has no completed request of configuration {config!r}")
+    return timings
+
+
 def _tokens(request: BenchRequest, tokenizer: BuiltinTokenizer) -> list[int]:
     if request.messages is not None:
         return tokenizer.encode_chat(request.messages)
     return tokenizer.encode(request.prompt or "")
 
 
+_ADMIT, _TOKEN, _FREE = 0, 1, 2
+
+
+def _events(level: str, requests: Sequence[BenchRequest],
+            timings: Mapping[tuple[str, int], Timing] | None) -> Iterator[tuple[int, BenchRequest]]:
+    """(kind, request) in serving order: one request at a time to completion, or on the run's timeline."""
+    if timings is None:
+        for request in requests:
+            yield _ADMIT, request
+            for _ in range(request.max_tokens - 1):  # the last token is sampled, never stored
+                yield _TOKEN, request
+            yield _FREE, request
+        return
+    timeline: list[tuple[float, int, int, BenchRequest]] = []
+    for request in requests:
+        t = timings.get((level, request.index))
+        if t is None:
+            raise ValueError(f"request {request.index} of level {level!r} did not complete in that run; the replay "
+                             "needs every request's timeline")
+        stored = request.max_tokens - 1
+        timeline.append((t.first_token, _ADMIT, request.index, request))
+        timeline.extend((min(t.first_token + (t.end - t.first_token) * (k + 1) / stored, t.end), _TOKEN,
+                         request.index, request) for k in range(stored))
+        timeline.append((t.end, _FREE, request.index, request))
+    timeline.sort(key=lambda e: (e[0], e[1], e[2]))  # at a tie: admit, then tokens, then free
+    for _, kind, _, request in timeline:
+        yield kind, request
+
+
 def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, block_size: int = 16,
-             groups_per_engine: Sequence[int] | None = None) -> list[LevelCeiling]:
+             groups_per_engine: Sequence[int] | None = None,
+             timings: Mapping[tuple[str, int], Timing] | None = None) -> list[LevelCeiling]:
     """Per level (warm-up stage first): the ``unlimited`` and ``partition`` hit rates of the module docstring;
-    ``groups_per_engine`` (one count per engine) replaces the even deal."""
+    ``groups_per_engine`` (one count per engine) replaces the even deal; ``timings`` (``load_timings``) serves the
+    requests on a run's timeline instead of one at a time."""
     tokenizer = BuiltinTokenizer()
     if groups_per_engine is not None:
         engines = len(groups_per_engine)
@@ -75,7 +136,8 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
     for level, requests in Runner("", scenario, rng=random.Random(scenario.seed), show_progress=False).plan():
         queries = unlimited = partition = 0
         served = [0] * engines
-        for request in requests:
+        running: dict[int, SimRequest] = {}
+        for kind, request in _events(level.label, requests, timings):
             key = request.group or f"request-{request.index}"
             if key not in placement:
                 if groups_per_engine is None:
@@ -84,27 +146,34 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
                     placement[key] = slots[len(placement)]
                 else:
                     raise ValueError(f"--groups-per-engine places {len(slots)} groups; the scenario has more")
-            served[placement[key]] += 1
             kv = caches[placement[key]]
-            sim = SimRequest(request_id=f"{level.label}/{request.index}", prompt_token_ids=_tokens(request, tokenizer),
-                             sampling=Sampling(max_tokens=request.max_tokens), arrival=0.0)
-            hits, hit_tokens = kv.computed_blocks(sim)  # also hashes the prompt's full blocks
-            prompt_hashes = sim.block_hashes[:sim.num_tokens // block_size]
-            cap = min((sim.num_tokens - 1) // block_size, len(prompt_hashes))
-            matched = next((i for i, h in enumerate(prompt_hashes[:cap]) if h not in seen), cap)
-            seen.update(prompt_hashes)
-            if not kv.allocate_slots(sim, sim.num_tokens - hit_tokens, hits):
-                raise ValueError(f"a {sim.num_tokens}-token prompt does not fit in {kv_blocks} blocks")
-            sim.num_computed_tokens = sim.num_tokens
-            for _ in range(request.max_tokens - 1):  # the last token is sampled, never stored
+            if kind == _ADMIT:
+                served[placement[key]] += 1
+                sim = SimRequest(request_id=f"{level.label}/{request.index}",
+                                 prompt_token_ids=_tokens(request, tokenizer),
+                                 sampling=Sampling(max_tokens=request.max_tokens), arrival=0.0)
+                hits, hit_tokens = kv.computed_blocks(sim)  # also hashes the prompt's full blocks
+                prompt_hashes = sim.block_hashes[:sim.num_tokens // block_size]
+                cap = min((sim.num_tokens - 1) // block_size, len(prompt_hashes))
+                matched = next((i for i, h in enumerate(prompt_hashes[:cap]) if h not in seen), cap)
+                seen.update(prompt_hashes)
+                if not kv.allocate_slots(sim, sim.num_tokens - hit_tokens, hits):
+                    raise ValueError(f"a {sim.num_tokens}-token prompt does not fit in {kv_blocks} blocks beside "
+                                     "the requests running")
+                sim.num_computed_tokens = sim.num_tokens
+                running[request.index] = sim
+                queries += sim.num_prompt_tokens
+                unlimited += matched * block_size
+                partition += hit_tokens
+            elif kind == _TOKEN:
+                sim = running[request.index]
                 sim.token_ids.append(_OUTPUT_TOKEN)
                 if not kv.allocate_slots(sim, 1):
-                    raise ValueError(f"a {sim.num_tokens}-token request does not fit in {kv_blocks} blocks")
+                    raise ValueError(f"a {sim.num_tokens}-token request does not fit in {kv_blocks} blocks beside "
+                                     "the requests running")
                 sim.num_computed_tokens += 1
-            kv.free(sim)
-            queries += sim.num_prompt_tokens
-            unlimited += matched * block_size
-            partition += hit_tokens
+            else:
+                kv.free(running.pop(request.index))
         out.append(LevelCeiling(level.label, level.measured, len(requests), unlimited / max(queries, 1),
                                 partition / max(queries, 1), tuple(served)))
     return out
@@ -127,8 +196,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kv-cache-size", type=int, help="blocks per engine; default: the scenario's sim_args")
     parser.add_argument("--block-size", type=int, help="tokens per block; default: the scenario's sim_args")
     parser.add_argument("--groups-per-engine", metavar="N,N,...", help="deal the groups unevenly: N to each engine")
+    parser.add_argument("--timings", type=Path, metavar="RUN.requests.jsonl",
+                        help="serve on that run's timeline (with --config) instead of one at a time")
+    parser.add_argument("--config", help="the configuration of --timings whose requests to follow")
     args = parser.parse_args(argv)
+    if (args.timings is None) != (args.config is None):
+        parser.error("--timings and --config go together")
     quotas = [int(n) for n in args.groups_per_engine.split(",")] if args.groups_per_engine else None
+    timings = load_timings(args.timings, args.config) if args.timings else None
     scenario = scenario_mod.load(args.scenario)
     defaults = SimConfig()
     sim_args = scenario.cluster.sim_args
@@ -137,10 +212,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     block_size = args.block_size or int(_flag(sim_args, "--block-size") or defaults.block_size)
     engines = len(quotas) if quotas else engines
     placed = f"groups dealt {'/'.join(map(str, quotas))}" if quotas else "even static placement"
+    served = f"on the timeline of {args.config} in {args.timings.name}" if timings else "one at a time"
     print(f"{scenario.name}: {engines} engines x {kv_blocks} blocks of {block_size} tokens\n")
-    print(f"| level | requests | unlimited caches | {placed}, one at a time | requests per engine, busiest / mean |\n"
+    print(f"| level | requests | unlimited caches | {placed}, {served} | requests per engine, busiest / mean |\n"
           "|---|---|---|---|---|")
-    for c in ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size, groups_per_engine=quotas):
+    for c in ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size, groups_per_engine=quotas,
+                      timings=timings):
         label = c.level if c.measured else f"{c.level} (not reported)"
         skew = max(c.per_engine) / max(sum(c.per_engine) / len(c.per_engine), 1e-9)
         print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% | "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
 from kserve_llmd.benchmark import scenario as scenario_mod
-from kserve_llmd.benchmark.ceiling import _flag, ceilings, main
+from kserve_llmd.benchmark.ceiling import Timing, _flag, ceilings, load_timings, main
 
 
 def _scenario(order: str) -> scenario_mod.Scenario:
@@ -66,3 +69,46 @@ def test_main_prints_the_uneven_deal_and_the_load_it_costs(capsys: pytest.Captur
     counts = [int(n) for n in row.split("|")[5].split(",")[0].split("/")]
     assert len(counts) == 4
     assert counts[0] > counts[3]  # 10 groups draw more requests than 6
+
+
+def _run_file(path: Path, level: str, spans: dict[int, tuple[float, float]]) -> Path:
+    """A ``*.requests.jsonl`` with one configuration's requests: index -> (start_s, end_s), first token at start."""
+    rows = [{"config": "c", "level": level, "index": i, "start_s": start, "ttft_ms": 0.0,
+             "e2e_ms": (end - start) * 1000} for i, (start, end) in spans.items()]
+    rows.append({"config": "other", "level": level, "index": 0, "start_s": 0.0, "ttft_ms": None, "e2e_ms": None})
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    return path
+
+
+def test_on_a_timeline_running_requests_pin_their_blocks(tmp_path: Path) -> None:
+    # one engine of 10 blocks, the 16-request cyclic order that thrashes one at a time (see above)
+    scenario = _scenario("inference-perf")
+    (level,) = ceilings(scenario, engines=1, kv_blocks=10)
+    label = level.level
+    one_at_a_time = {i: (float(i), i + 0.5) for i in range(16)}
+    (same,) = ceilings(scenario, engines=1, kv_blocks=10,
+                       timings=load_timings(_run_file(tmp_path / "a.jsonl", label, one_at_a_time), "c"))
+    assert same.partition == pytest.approx(level.partition)  # the same order, served alike
+    # every fourth request runs until just before its prompt comes back: freed last, it is still cached then
+    long_runs = {i: (float(i), i + 3.9 if i % 4 == 0 else i + 0.5) for i in range(16)}
+    (pinned,) = ceilings(scenario, engines=1, kv_blocks=10,
+                         timings=load_timings(_run_file(tmp_path / "b.jsonl", label, long_runs), "c"))
+    assert pinned.partition > level.partition
+
+
+def test_timings_must_cover_the_run(tmp_path: Path) -> None:
+    scenario = _scenario("inference-perf")
+    (level,) = ceilings(scenario, engines=1, kv_blocks=10)
+    partial = load_timings(_run_file(tmp_path / "p.jsonl", level.level, {0: (0.0, 1.0)}), "c")
+    assert partial == {(level.level, 0): Timing(0.0, 1.0)}
+    with pytest.raises(ValueError, match=r"request 1 of level .* did not complete"):
+        ceilings(scenario, engines=1, kv_blocks=10, timings=partial)
+    with pytest.raises(ValueError, match="no completed request of configuration 'other'"):
+        load_timings(tmp_path / "p.jsonl", "other")
+
+
+def test_main_wants_timings_and_config_together(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--timings", "run.requests.jsonl"])
+    assert exit_info.value.code == 2
+    assert "--timings and --config go together" in capsys.readouterr().err
