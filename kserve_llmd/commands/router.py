@@ -110,9 +110,10 @@ async def _serve(config: object, ready_file: str | None) -> int:
     import orjson
 
     from kserve_llmd.errors import ConfigError
-    from kserve_llmd.router.app import Router, fit_open_files, settle_heap
+    from kserve_llmd.router.app import Router
     from kserve_llmd.router.config import RouterConfig
     from kserve_llmd.router.discovery import StaticDiscovery
+    from kserve_llmd.router.process import fit_open_files, settle_heap
 
     assert isinstance(config, RouterConfig)
     try:

@@ -120,7 +120,8 @@ async def serve(config: Any, discovery: Any, api_client: Any, ready_file: str | 
     """Run the router until SIGTERM/SIGINT; write ``{"url": ...}`` to ``ready_file`` once listening."""
     import orjson
 
-    from kserve_llmd.router.app import Router, fit_open_files, settle_heap
+    from kserve_llmd.router.app import Router
+    from kserve_llmd.router.process import fit_open_files, settle_heap
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -180,7 +180,7 @@ def test_router_process_raises_its_open_file_limit_to_fit_its_connections() -> N
 
     code = """if True:
         import logging, resource
-        from kserve_llmd.router.app import fit_open_files
+        from kserve_llmd.router.process import fit_open_files
         from kserve_llmd.router.config import LimitsConfig, RouterConfig
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
         config = RouterConfig(limits=LimitsConfig(max_connections=100))
