@@ -203,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if (args.timings is None) != (args.config is None):
         parser.error("--timings and --config go together")
     quotas = [int(n) for n in args.groups_per_engine.split(",")] if args.groups_per_engine else None
-    timings = load_timings(args.timings, args.config) if args.timings else None
+    try:
+        timings = load_timings(args.timings, args.config) if args.timings else None
+    except (OSError, ValueError, KeyError) as exc:  # unreadable, not JSON lines, or not a run's requests file
+        parser.error(f"--timings {args.timings}: {exc!r}")
     scenario = scenario_mod.load(args.scenario)
     defaults = SimConfig()
     sim_args = scenario.cluster.sim_args
@@ -216,8 +219,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{scenario.name}: {engines} engines x {kv_blocks} blocks of {block_size} tokens\n")
     print(f"| level | requests | unlimited caches | {placed}, {served} | requests per engine, busiest / mean |\n"
           "|---|---|---|---|---|")
-    for c in ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size, groups_per_engine=quotas,
-                      timings=timings):
+    try:
+        rows = ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size,
+                        groups_per_engine=quotas, timings=timings)
+    except ValueError as exc:  # a deal that places too few groups, a run missing requests, a cache too small
+        parser.error(str(exc))
+    for c in rows:
         label = c.level if c.measured else f"{c.level} (not reported)"
         skew = max(c.per_engine) / max(sum(c.per_engine) / len(c.per_engine), 1e-9)
         print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% | "

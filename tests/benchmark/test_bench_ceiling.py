@@ -112,3 +112,18 @@ def test_main_wants_timings_and_config_together(capsys: pytest.CaptureFixture[st
         main(["demo", "--timings", "run.requests.jsonl"])
     assert exit_info.value.code == 2
     assert "--timings and --config go together" in capsys.readouterr().err
+
+
+def test_main_turns_bad_timings_into_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, text in (("missing.jsonl", None), ("junk.jsonl", "not json\n"), ("other.jsonl", '{"config": "x"}\n')):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["demo", "--timings", str(path), "--config", "precise-prefix"])
+        assert exit_info.value.code == 2
+        assert f"--timings {path}" in capsys.readouterr().err
+    partial = _run_file(tmp_path / "partial.jsonl", "qps=24", {0: (0.0, 1.0)})  # the demo's level, one request only
+    with pytest.raises(SystemExit):
+        main(["demo", "--timings", str(partial), "--config", "c"])
+    assert "did not complete in that run" in capsys.readouterr().err
