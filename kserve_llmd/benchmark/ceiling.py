@@ -22,7 +22,10 @@ restarts; nothing is sent) and reports, per level, Σ hit tokens / Σ prompt tok
   ``--timings RUN.requests.jsonl --config NAME`` serves the requests on that run's own timeline instead of one at a
   time: each is admitted at its first token, stores its output tokens evenly from there to its end, and frees its
   blocks at its end, so running requests pin what they pinned in the run. Placement stays the even deal, so what
-  the column shows is the cache behaviour of that timing without any routing.
+  the column shows is the cache behaviour of that timing without any routing. Add ``--placement run`` to put each
+  request on the engine the router picked in that run (its ``routed_to``, the router's ``X-Routed-To`` header):
+  the run's timing AND its placement, so what is left between that column and the measured hit rate is the gap
+  between admission and first token and the engines' own scheduling.
 
 ``python -m kserve_llmd.benchmark.ceiling shared-prefix`` prints the table for a scenario; engines, KV-cache size
 and block size come from its ``cluster`` section unless given.
@@ -58,6 +61,7 @@ class LevelCeiling:
     unlimited: float
     partition: float
     per_engine: tuple[int, ...]  # requests each engine served
+    split_groups: int = 0  # groups whose requests in this level went to more than one engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class Timing:
 
     first_token: float
     end: float
+    engine: str | None = None  # the endpoint the router picked (``routed_to``), when the run recorded it
 
 
 def load_timings(path: Path, config: str) -> dict[tuple[str, int], Timing]:
@@ -77,7 +82,7 @@ def load_timings(path: Path, config: str) -> dict[tuple[str, int], Timing]:
             if row["config"] == config and row["ttft_ms"] is not None and row["e2e_ms"] is not None:
                 start = row["start_s"]
                 timings[(row["level"], row["index"])] = Timing(start + row["ttft_ms"] / 1000,
-                                                               start + row["e2e_ms"] / 1000)
+                                                               start + row["e2e_ms"] / 1000, row.get("routed_to"))
     if not timings:
         raise ValueError(f"{path} has no completed request of configuration {config!r}")
     return timings
@@ -118,12 +123,26 @@ def _events(level: str, requests: Sequence[BenchRequest],
         yield kind, request
 
 
+def _run_placement(timings: Mapping[tuple[str, int], Timing], engines: int) -> dict[str, int]:
+    """The run's endpoint ids → engine numbers (in sorted order); every request must carry one."""
+    ids = {t.engine for t in timings.values() if t.engine is not None}
+    if not ids or any(t.engine is None for t in timings.values()):
+        raise ValueError("the run did not record where each request went (routed_to); re-run it with this version")
+    if len(ids) > engines:
+        raise ValueError(f"the run's requests went to {len(ids)} endpoints; the scenario has {engines} engines")
+    return {engine: i for i, engine in enumerate(sorted(ids))}
+
+
 def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, block_size: int = 16,
              groups_per_engine: Sequence[int] | None = None,
-             timings: Mapping[tuple[str, int], Timing] | None = None) -> list[LevelCeiling]:
+             timings: Mapping[tuple[str, int], Timing] | None = None,
+             run_placement: bool = False) -> list[LevelCeiling]:
     """Per level (warm-up stage first): the ``unlimited`` and ``partition`` hit rates of the module docstring;
     ``groups_per_engine`` (one count per engine) replaces the even deal; ``timings`` (``load_timings``) serves the
-    requests on a run's timeline instead of one at a time."""
+    requests on a run's timeline instead of one at a time, and ``run_placement`` on the engines the run used."""
+    if run_placement and (timings is None or groups_per_engine is not None):
+        raise ValueError("the run's placement needs its timings, and replaces any deal of the groups")
+    engine_of = _run_placement(timings, engines) if run_placement and timings is not None else {}
     tokenizer = BuiltinTokenizer()
     if groups_per_engine is not None:
         engines = len(groups_per_engine)
@@ -136,19 +155,25 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
     for level, requests in Runner("", scenario, rng=random.Random(scenario.seed), show_progress=False).plan():
         queries = unlimited = partition = 0
         served = [0] * engines
+        used: dict[str, set[int]] = {}  # group → the engines its requests of this level went to
         running: dict[int, SimRequest] = {}
         for kind, request in _events(level.label, requests, timings):
             key = request.group or f"request-{request.index}"
-            if key not in placement:
-                if groups_per_engine is None:
-                    placement[key] = len(placement) % engines
-                elif len(placement) < len(slots):
-                    placement[key] = slots[len(placement)]
-                else:
-                    raise ValueError(f"--groups-per-engine places {len(slots)} groups; the scenario has more")
-            kv = caches[placement[key]]
+            if engine_of:
+                engine = engine_of[timings[(level.label, request.index)].engine]  # type: ignore[index]
+            else:
+                if key not in placement:
+                    if groups_per_engine is None:
+                        placement[key] = len(placement) % engines
+                    elif len(placement) < len(slots):
+                        placement[key] = slots[len(placement)]
+                    else:
+                        raise ValueError(f"--groups-per-engine places {len(slots)} groups; the scenario has more")
+                engine = placement[key]
+            kv = caches[engine]
             if kind == _ADMIT:
-                served[placement[key]] += 1
+                served[engine] += 1
+                used.setdefault(key, set()).add(engine)
                 sim = SimRequest(request_id=f"{level.label}/{request.index}",
                                  prompt_token_ids=_tokens(request, tokenizer),
                                  sampling=Sampling(max_tokens=request.max_tokens), arrival=0.0)
@@ -175,7 +200,8 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
             else:
                 kv.free(running.pop(request.index))
         out.append(LevelCeiling(level.label, level.measured, len(requests), unlimited / max(queries, 1),
-                                partition / max(queries, 1), tuple(served)))
+                                partition / max(queries, 1), tuple(served),
+                                sum(1 for engines_used in used.values() if len(engines_used) > 1)))
     return out
 
 
@@ -199,9 +225,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timings", type=Path, metavar="RUN.requests.jsonl",
                         help="serve on that run's timeline (with --config) instead of one at a time")
     parser.add_argument("--config", help="the configuration of --timings whose requests to follow")
+    parser.add_argument("--placement", choices=("even", "run"), default="even",
+                        help="run: each request on the engine the run's router picked (needs --timings)")
     args = parser.parse_args(argv)
     if (args.timings is None) != (args.config is None):
         parser.error("--timings and --config go together")
+    if args.placement == "run" and (args.timings is None or args.groups_per_engine):
+        parser.error("--placement run needs --timings, and replaces --groups-per-engine")
     quotas = [int(n) for n in args.groups_per_engine.split(",")] if args.groups_per_engine else None
     try:
         timings = load_timings(args.timings, args.config) if args.timings else None
@@ -214,21 +244,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     kv_blocks = args.kv_cache_size or int(_flag(sim_args, "--kv-cache-size") or defaults.kv_cache_size)
     block_size = args.block_size or int(_flag(sim_args, "--block-size") or defaults.block_size)
     engines = len(quotas) if quotas else engines
-    placed = f"groups dealt {'/'.join(map(str, quotas))}" if quotas else "even static placement"
+    placed = (f"groups dealt {'/'.join(map(str, quotas))}" if quotas else
+              "the run's placement" if args.placement == "run" else "even static placement")
     served = f"on the timeline of {args.config} in {args.timings.name}" if timings else "one at a time"
     print(f"{scenario.name}: {engines} engines x {kv_blocks} blocks of {block_size} tokens\n")
-    print(f"| level | requests | unlimited caches | {placed}, {served} | requests per engine, busiest / mean |\n"
-          "|---|---|---|---|---|")
+    print(f"| level | requests | unlimited caches | {placed}, {served} | requests per engine, busiest / mean "
+          "| groups on 2+ engines |\n|---|---|---|---|---|---|")
     try:
         rows = ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size,
-                        groups_per_engine=quotas, timings=timings)
+                        groups_per_engine=quotas, timings=timings, run_placement=args.placement == "run")
     except ValueError as exc:  # a deal that places too few groups, a run missing requests, a cache too small
         parser.error(str(exc))
     for c in rows:
         label = c.level if c.measured else f"{c.level} (not reported)"
         skew = max(c.per_engine) / max(sum(c.per_engine) / len(c.per_engine), 1e-9)
         print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% | "
-              f"{'/'.join(map(str, c.per_engine))}, {skew:.2f}× |")
+              f"{'/'.join(map(str, c.per_engine))}, {skew:.2f}× | {c.split_groups} |")
 
 
 if __name__ == "__main__":

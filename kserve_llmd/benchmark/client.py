@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 
 from kserve_llmd.benchmark.records import BenchRequest, NsClock, RequestRecord
+from kserve_llmd.router.forward import ROUTED_TO
 
 _ERROR_CHARS = 200
 
@@ -123,6 +124,7 @@ async def send(
         async with session.post(base_url.rstrip("/") + request.path, data=body, headers=all_headers,
                                 timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
             record.status = response.status
+            record.routed_to = response.headers.get(ROUTED_TO)
             if response.status != 200:
                 raw = await response.read()
                 try:

@@ -73,6 +73,7 @@ class RequestRecord:
     chunks: int = 0
     status: int | None = None
     error: str | None = None
+    routed_to: str | None = None  # the router's ``X-Routed-To`` answer header: the engine it picked
 
     @property
     def ok(self) -> bool:
@@ -107,6 +108,7 @@ class RequestRecord:
             "chunks": self.chunks,
             "status": self.status,
             "error": self.error,
+            "routed_to": self.routed_to,
         }
 
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID = "X-Request-Id"
 REQUEST_ID_KEY = REQUEST_ID.lower()  # as ``Request.headers`` keys it
+ROUTED_TO = "X-Routed-To"  # answer header: the id of the endpoint that served the request
 # Not forwarded upstream: hop-by-hop headers, the ones the upstream client writes itself, and compression (the
 # bytes are passed through as they are).
 _DROP = frozenset(
@@ -193,7 +194,7 @@ class Forwarder:
             return Response.error(UpstreamFailedError(f"endpoint {ep.id} failed mid-response: {exc}"))
         self._observe_ttft((ex.first_byte_at or self._pool().loop_time()) - sent)
         self.count(ep.id, "ok")
-        return Response(body, 200, {"Content-Type": content_type, REQUEST_ID: ctx.request_id, "X-Routed-To": ep.id})
+        return Response(body, 200, {"Content-Type": content_type, REQUEST_ID: ctx.request_id, ROUTED_TO: ep.id})
 
     async def _stream(
         self, request: Request, ctx: RequestContext, ep: Endpoint, ex: Exchange, content_type: str, sse: bool,
@@ -204,7 +205,7 @@ class Forwarder:
             return Response(status=CLIENT_CLOSED)
         headers = dict(SSE_HEADERS) if sse else {"Content-Type": content_type}
         headers[REQUEST_ID] = ctx.request_id
-        headers["X-Routed-To"] = ep.id
+        headers[ROUTED_TO] = ep.id
         # the head goes out as soon as the engine's does (as vLLM's own server does), then every chunk as it comes
         out = Stream(request, 200, headers)
         relay = _Relay(request, out, ex)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import orjson
@@ -9,6 +10,7 @@ import pytest
 
 from kserve_llmd.benchmark import scenario as scenario_mod
 from kserve_llmd.benchmark.ceiling import Timing, _flag, ceilings, load_timings, main
+from kserve_llmd.benchmark.runner import Runner
 
 
 def _scenario(order: str) -> scenario_mod.Scenario:
@@ -71,10 +73,12 @@ def test_main_prints_the_uneven_deal_and_the_load_it_costs(capsys: pytest.Captur
     assert counts[0] > counts[3]  # 10 groups draw more requests than 6
 
 
-def _run_file(path: Path, level: str, spans: dict[int, tuple[float, float]]) -> Path:
-    """A ``*.requests.jsonl`` with one configuration's requests: index -> (start_s, end_s), first token at start."""
+def _run_file(path: Path, level: str, spans: dict[int, tuple[float, float]],
+              routed: dict[int, str] | None = None) -> Path:
+    """A ``*.requests.jsonl`` with one configuration's requests: index -> (start_s, end_s), first token at start;
+    ``routed``: index -> the endpoint the router picked."""
     rows = [{"config": "c", "level": level, "index": i, "start_s": start, "ttft_ms": 0.0,
-             "e2e_ms": (end - start) * 1000} for i, (start, end) in spans.items()]
+             "e2e_ms": (end - start) * 1000, "routed_to": (routed or {}).get(i)} for i, (start, end) in spans.items()]
     rows.append({"config": "other", "level": level, "index": 0, "start_s": 0.0, "ttft_ms": None, "e2e_ms": None})
     path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
     return path
@@ -127,3 +131,41 @@ def test_main_turns_bad_timings_into_a_usage_error(tmp_path: Path, capsys: pytes
     with pytest.raises(SystemExit):
         main(["demo", "--timings", str(partial), "--config", "c"])
     assert "did not complete in that run" in capsys.readouterr().err
+
+
+def test_the_runs_own_placement_replaces_the_deal(tmp_path: Path) -> None:
+    scenario = _scenario("inference-perf")
+    (even,) = ceilings(scenario, engines=2, kv_blocks=1000)
+    (level, requests), = Runner("", scenario, rng=random.Random(scenario.seed), show_progress=False).plan()
+    spans = {r.index: (float(r.index), r.index + 0.5) for r in requests}
+    group_engine = {g: f"http://e{i}" for i, g in enumerate(sorted({r.group or "" for r in requests}))}
+    # each group kept on one engine, as the even deal does: the same hits, no group split
+    kept = load_timings(_run_file(tmp_path / "kept.jsonl", level.label, spans,
+                                  {r.index: group_engine[r.group or ""] for r in requests}), "c")
+    (same,) = ceilings(scenario, engines=2, kv_blocks=1000, timings=kept, run_placement=True)
+    assert same.partition == pytest.approx(even.partition)
+    assert same.split_groups == 0
+    assert sorted(same.per_engine) == [8, 8]
+    # requests alternating between the engines whatever their group: both groups split, the shared blocks computed
+    # twice, fewer hits
+    alternating = load_timings(_run_file(tmp_path / "alt.jsonl", level.label, spans,
+                                         {r.index: f"http://e{r.index % 2}" for r in requests}), "c")
+    (split,) = ceilings(scenario, engines=2, kv_blocks=1000, timings=alternating, run_placement=True)
+    assert split.split_groups == 2
+    assert split.partition < even.partition
+
+
+def test_the_runs_placement_needs_every_requests_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = _scenario("inference-perf")
+    (level,) = ceilings(scenario, engines=1, kv_blocks=10)
+    unrouted = load_timings(_run_file(tmp_path / "u.jsonl", level.level, {i: (float(i), i + 0.5) for i in range(16)}),
+                            "c")
+    with pytest.raises(ValueError, match="did not record where each request went"):
+        ceilings(scenario, engines=1, kv_blocks=10, timings=unrouted, run_placement=True)
+    three = load_timings(_run_file(tmp_path / "3.jsonl", level.level, {i: (float(i), i + 0.5) for i in range(16)},
+                                   {i: f"http://e{i % 3}" for i in range(16)}), "c")
+    with pytest.raises(ValueError, match="went to 3 endpoints; the scenario has 2 engines"):
+        ceilings(scenario, engines=2, kv_blocks=10, timings=three, run_placement=True)
+    with pytest.raises(SystemExit):
+        main(["demo", "--placement", "run"])
+    assert "--placement run needs --timings" in capsys.readouterr().err

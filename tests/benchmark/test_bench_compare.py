@@ -52,6 +52,9 @@ async def test_compare_runs_each_config_on_a_fresh_cluster_and_stops_it(tmp_path
     records = [orjson.loads(line) for line in (tmp_path / "cmp.requests.jsonl").read_bytes().splitlines()]
     assert len(records) == 20
     assert {r["config"] for r in records} == {"round-robin", "precise-prefix"}
+    # every request records the engine the router picked (its X-Routed-To): round-robin used both
+    assert all(r["routed_to"] is not None for r in records)
+    assert len({r["routed_to"] for r in records if r["config"] == "round-robin"}) == 2
     assert (tmp_path / "logs" / "precise-prefix-router.log").is_file()
     await asyncio.sleep(0)
     assert not _pids_of_children(), "a sim or router process outlived the comparison"
