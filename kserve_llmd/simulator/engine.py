@@ -4,7 +4,7 @@ Data flow::
 
     HTTP handler ──SimRequest──▶ submit ──▶ Scheduler.waiting ─┐
                                                              ▼
-    step loop: schedule ─▶ publish the step's KV events ─▶ sleep(step_time × time_scale) ─▶ complete
+    step loop: schedule ─▶ sleep(step_time × time_scale) ─▶ complete ─▶ publish the step's KV events
                                                              │
               sampled tokens ─▶ req.changed (streams)  ◀─────┤
               finished       ─▶ metrics, lease (P/D prefill) or free, req.done
@@ -12,6 +12,11 @@ Data flow::
 The loop sleeps on an ``asyncio.Event`` when there is nothing to do, so idle engines cost nothing; at
 ``time_scale == 0`` it yields once per step (``sleep(0)``), which is what lets concurrent arrivals batch.
 ``start()`` launches the loop and binds the ZMQ sockets; ``aclose()`` stops both.
+
+KV events are published once per step, AFTER the step, before its tokens reach the streams, as vLLM 0.32's
+``Scheduler.update_from_output`` does: the blocks a step stored are announced when its forward pass is done, so a
+router learns of a prompt's blocks about when its first token leaves (older vLLM published at the end of
+``schedule()``, one step earlier). A schedule that runs nothing publishes at once.
 """
 
 from __future__ import annotations
@@ -169,8 +174,8 @@ class SimEngine:
             self._observe_admissions()
             if plan.preempted:
                 self.metrics.preemptions.inc(plan.preempted)
-            self._publish()
             if not plan.scheduled:
+                self._publish()
                 if plan.preempted:
                     continue
                 stuck = sched.fail_unfittable() if not len(self.leases) else None
@@ -189,6 +194,7 @@ class SimEngine:
                 await asyncio.sleep(0)
             now = self.clock()
             sampled, finished = sched.complete(plan, now)
+            self._publish()
             itl = self.metrics.itl
             for req in sampled:
                 if req.first_token_time is None:

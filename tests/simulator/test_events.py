@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import zmq
 import zmq.asyncio
@@ -142,3 +144,19 @@ async def test_replay_socket_returns_buffered_batches_then_end_marker(make_clust
     # vLLM 0.33 layout: [empty delimiter, topic, seq, payload]; same bytes as the live messages.
     assert [f[1:] for f in batches] == [list(m) for m in live[1:]]
     assert all(f[0] == b"" for f in batches)
+
+
+async def test_a_steps_events_are_published_after_the_step_as_vllm_does(make_cluster, subscriber,
+                                                                        http: aiohttp.ClientSession) -> None:
+    # tiny profile at time-scale 10,000: a prefill step lasts ~1 s. vLLM 0.32 publishes a step's events in
+    # update_from_output, after the forward pass; publishing at schedule time would announce the blocks at once.
+    cluster = await make_cluster(time_scale=10_000.0)
+    info = cluster.engines[0]
+    sub = subscriber(info.kv_events)
+    await sub.sync(http, info.url)
+    await sub.drain()
+    request = asyncio.create_task(complete(http, info.url, words(10, "late"), max_tokens=1))
+    assert not await sub.sock.poll(300), "the step's BlockStored was published before the step ran"
+    await request
+    events = unpack((await sub.recv())[2])[1]
+    assert [ev["type"] for ev in events] == ["BlockStored"]
