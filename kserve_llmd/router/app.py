@@ -117,12 +117,15 @@ class Router:
             return ApproximateMatcher(chunk_tokens=spec.block_size, capacity=spec.lru_capacity * 8,
                                       index=MeteredKVIndex(self._lru(spec.lru_capacity * 8), self.index_stats))
         from kserve_llmd.router.matcher import PreciseMatcher
+        from kserve_llmd.router.speculative import SpeculativeEntries
 
         index = MeteredKVIndex(self._lru(), self.index_stats)
         self.ingester = KVEventIngester(index, clock=self.clock)
         ingester = self.ingester
+        ttl = spec.speculative_ttl_s
         return PreciseMatcher(index, block_size=lambda m: ingester.block_sizes.get(m),
-                              default_block_size=spec.block_size)
+                              default_block_size=spec.block_size,
+                              speculative=None if ttl is None else SpeculativeEntries(ttl, self.clock))
 
     def _lru(self, capacity: int = 1_000_000) -> LRUKVIndex:
         self.lru_index = LRUKVIndex(capacity)

@@ -18,6 +18,10 @@ sizes would need one key set per size). ``block_size`` is an int or a ``model ->
 
 Without ``ctx.token_ids`` the matcher tokenizes ``ctx.prompt_text`` with ``tokenizer_for_model(ctx.model)`` when
 given (and stores the ids on ``ctx``); otherwise the match is empty (total 0) and prefix scores are 0.
+
+With ``speculative`` (``speculative.py``, llm-d's ``speculativeIndexing``), ``observe_routed`` records the routed
+request's keys for its endpoint for a few seconds and ``match`` counts them as cached there, closing the blind spot
+before the engine's own events arrive.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 from kserve_llmd.router.hashing import block_keys, seed_for
 from kserve_llmd.router.interfaces import Endpoint, KVIndex, PrefixMatch, RequestContext
+from kserve_llmd.router.speculative import SpeculativeEntries
 from kserve_llmd.tokenizer import Tokenizer
 from kserve_llmd.types import BlockKey
 
@@ -42,6 +47,7 @@ class PreciseMatcher:
         block_size: int | Callable[[str], int | None] = 16,
         default_block_size: int = 16,
         tokenizer_for_model: Callable[[str], Tokenizer] | None = None,
+        speculative: SpeculativeEntries | None = None,
     ) -> None:
         if default_block_size <= 0 or (isinstance(block_size, int) and block_size <= 0):
             raise ValueError("block sizes must be positive")
@@ -49,6 +55,7 @@ class PreciseMatcher:
         self._block_size = block_size
         self._default_block_size = default_block_size
         self._tokenizer_for = tokenizer_for_model
+        self.speculative = speculative
 
     def block_size_for(self, model: str) -> int:
         if isinstance(self._block_size, int):
@@ -75,8 +82,13 @@ class PreciseMatcher:
         if not keys:
             return PrefixMatch(total_blocks=0, matched_blocks={}, block_size=block_size)
         matched = self.index.match(keys, [e.id for e in endpoints])
+        if self.speculative is not None:
+            self.speculative.extend(keys, matched)
         return PrefixMatch(total_blocks=len(keys), matched_blocks=matched, block_size=block_size)
 
     def observe_routed(self, ctx: RequestContext, endpoint: Endpoint) -> None:
-        """Ignored: the index learns from the engines' KV events, not from routing decisions."""
-        return None
+        """With speculation, record the request's keys (computed by ``match``) for the endpoint it was routed to.
+        Without, nothing: the index learns from the engines' KV events only."""
+        cached = ctx.cycle_state.get(CYCLE_KEY)
+        if self.speculative is not None and cached is not None and cached[1]:
+            self.speculative.add(endpoint.id, cached[1])

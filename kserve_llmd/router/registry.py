@@ -131,6 +131,7 @@ class MatcherSpec:
     max_blocks: int
     lru_capacity: int
     hash_seed: str
+    speculative_ttl_s: float | None = None  # precise only: speculative indexing on, with this TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +241,12 @@ def _matcher_spec(plugins: Any) -> MatcherSpec | None:
             assert isinstance(prm, prefix_cache_scorer.Parameters)
             mode: prefix_cache_scorer.MatcherMode = "precise" if p.type == prefix_cache_scorer.PRECISE_TYPE \
                 else "approximate"
+            if mode == "approximate" and prm.speculativeIndexing:
+                raise ConfigError(f"plugin {p.ref!r}: speculativeIndexing is a parameter of "
+                                  f"{prefix_cache_scorer.PRECISE_TYPE} (the approximate scorer learns from every "
+                                  "routing decision already)", param="plugins")
             found.append(MatcherSpec(mode, prm.block_size, prm.maxPrefixBlocksToMatch, prm.lruCapacityPerServer,
-                                     prm.hashSeed))
+                                     prm.hashSeed, prm.speculative_ttl_s))
     if not found:
         # the sticky filter and the no-hit scorer read ctx.prefix too; they then see no match
         return None

@@ -251,11 +251,29 @@ def _cfg(plugins: list[dict[str, object]], profile: list[dict[str, object]], **t
     ({"apiVersion": "v9", "kind": "EndpointPickerConfig", "plugins": [], "schedulingProfiles": []}, "apiVersion"),
     (_cfg([{"type": "random-picker"}, {"type": "max-score-picker"}],
           [{"pluginRef": "random-picker"}, {"pluginRef": "max-score-picker"}]), "more than one picker"),
+    (_cfg([{"type": "precise-prefix-cache-scorer", "parameters": {"speculativeTTL": "soon"}}],
+          [{"pluginRef": "precise-prefix-cache-scorer"}]), "parameters.speculativeTTL"),
+    (_cfg([{"type": "precise-prefix-cache-scorer", "parameters": {"speculativeTTL": "0s"}}],
+          [{"pluginRef": "precise-prefix-cache-scorer"}]), "parameters.speculativeTTL"),
+    (_cfg([{"type": "prefix-cache-scorer", "name": "p", "parameters": {"speculativeIndexing": True}}],
+          [{"pluginRef": "p"}]), "plugin 'p': speculativeIndexing is a parameter of precise-prefix-cache-scorer"),
 ])
 def test_config_errors_name_the_plugin_and_field(doc: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_scheduler(parse_scheduler_config(doc))
     assert needle in err.value.message
+
+
+def test_speculative_indexing_reaches_the_matcher_spec() -> None:
+    doc = _cfg([{"type": "precise-prefix-cache-scorer",
+                 "parameters": {"speculativeIndexing": True, "speculativeTTL": "1m30s"}}],
+               [{"pluginRef": "precise-prefix-cache-scorer"}])
+    matcher = parse_scheduler(parse_scheduler_config(doc)).matcher
+    assert matcher is not None
+    assert matcher.speculative_ttl_s == 90.0
+    off = _cfg([{"type": "precise-prefix-cache-scorer", "parameters": {"speculativeTTL": "5s"}}],
+               [{"pluginRef": "precise-prefix-cache-scorer"}])
+    assert parse_scheduler(parse_scheduler_config(off)).matcher.speculative_ttl_s is None  # type: ignore[union-attr]
 
 
 def test_profile_without_picker_gets_max_score() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from importlib import resources
 
 import aiohttp
 import pytest
+import yaml
 from harness import until
 
 from kserve_llmd.router.app import Router
-from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, load_preset
+from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, load_preset, parse_scheduler_config
 from kserve_llmd.router.discovery import StaticDiscovery
 from kserve_llmd.simulator.cluster import SimCluster
 from kserve_llmd.simulator.config import SimConfig
@@ -59,3 +62,31 @@ async def test_streaming_through_router_to_simulator(preset: str) -> None:
             assert text.rstrip().endswith("data: [DONE]")
             assert '"usage"' in text
             assert all(ep.inflight_requests == 0 for ep in router.endpoints)
+
+
+@pytest.mark.parametrize("speculative", [True, False])
+async def test_a_burst_on_a_new_prefix_stays_together_with_speculative_indexing(speculative: bool) -> None:
+    # prefill takes ~0.6 s here, so the second request is routed before the first one's BlockStored events arrive
+    async with SimCluster(SimConfig(engines=2, time_scale=2000, model="sim")) as sim:
+        doc = yaml.safe_load(resources.files("kserve_llmd.router").joinpath("presets/precise-prefix.yaml").read_text())
+        scorer = next(p for p in doc["plugins"] if p["type"] == "precise-prefix-cache-scorer")
+        scorer["parameters"]["speculativeIndexing"] = speculative
+        config = RouterConfig(endpoints=[EndpointSpec(url=e.url, kv_events=e.kv_events) for e in sim.engines],
+                              scheduler=parse_scheduler_config(doc), scrape=ScrapeConfig(interval=0.05))
+        async with Router(config, StaticDiscovery(config.all_endpoints()), rng=random.Random(1)) as router, \
+                aiohttp.ClientSession() as client:
+            async def send(question: str, delay: float) -> str:
+                await asyncio.sleep(delay)
+                body = {"model": "sim", "prompt": PROMPT + question, "max_tokens": 2}
+                async with client.post(router.url + "/v1/completions", json=body) as resp:
+                    assert resp.status == 200
+                    return resp.headers["X-Routed-To"]
+
+            first, second = await asyncio.gather(send(" first?", 0.0), send(" second?", 0.1))
+            ingester = router.ingester
+            assert ingester is not None
+            assert ingester.stats.blocks_stored > 0  # events did flow, only too late for the second request
+            if speculative:
+                assert second == first  # the speculative entry kept the shared prefix on one engine
+            else:
+                assert second != first  # blind: the load scorers sent it to the idle engine

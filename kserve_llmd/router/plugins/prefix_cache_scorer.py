@@ -8,7 +8,9 @@ The two type names choose the matcher, as in llm-d: ``prefix-cache-scorer`` esti
 from the router's own decisions, no events); ``precise-prefix-cache-scorer`` reads the index fed by the engines'
 KV events. Parameters (both): ``blockSize`` (tokens per block, default 16; alias ``hashBlockSize``),
 ``maxPrefixBlocksToMatch`` (default 256), ``lruCapacityPerServer`` (blocks remembered per endpoint, approximate
-mode, default 31250), ``hashSeed`` (string mixed into block keys, default "").
+mode, default 31250), ``hashSeed`` (string mixed into block keys, default ""). Precise only, as in llm-d:
+``speculativeIndexing`` (default false: count the blocks of a request just routed to an endpoint as cached there
+until its own events arrive, ``speculative.py``) and ``speculativeTTL`` (Go duration, default "2s": how long).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.plugins._base import Params, PluginDeps
+from kserve_llmd.router.speculative import go_duration
 
 TYPE = "prefix-cache-scorer"
 PRECISE_TYPE = "precise-prefix-cache-scorer"
@@ -32,10 +35,24 @@ class Parameters(Params):
     maxPrefixBlocksToMatch: int = Field(default=256, ge=1)
     lruCapacityPerServer: int = Field(default=31250, ge=1)
     hashSeed: str = ""
+    speculativeIndexing: bool = False
+    speculativeTTL: str = "2s"
+
+    @field_validator("speculativeTTL")
+    @classmethod
+    def _positive_duration(cls, value: str) -> str:
+        if go_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than zero")
+        return value
 
     @property
     def block_size(self) -> int:
         return self.blockSize or self.hashBlockSize or 16
+
+    @property
+    def speculative_ttl_s(self) -> float | None:
+        """Seconds speculative entries live; None when speculative indexing is off."""
+        return go_duration(self.speculativeTTL) if self.speculativeIndexing else None
 
 
 class PrefixCacheScorer:
