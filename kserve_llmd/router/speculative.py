@@ -15,6 +15,12 @@ Kept apart from the event-fed index, so that an expiry never removes a confirmed
 nothing of speculation. A key recorded again (another request with that prefix) takes the later deadline. Expiry is
 lazy and first-in first-out (one TTL for all), on every ``add`` and ``extend``. Memory: the keys of the requests
 routed in the last ``ttl_s`` seconds.
+
+Cost of ``extend``: keys are chained (each encodes its whole prefix), a request records all of its keys at once,
+and a key recorded again by a later request is part of that request's chain too, so along any prompt's chain what
+an endpoint holds is always a PREFIX (its keys' deadlines never increase along the chain). Hence one lookup
+(``keys[m]``, m = the confirmed run) decides whether the speculative run is longer, and a binary search finds it:
+O(endpoints holding entries + log(prompt blocks)) per decision, not O(endpoints × prompt blocks).
 """
 
 from __future__ import annotations
@@ -64,17 +70,19 @@ class SpeculativeEntries:
         if not self._queue:
             return
         self._expire(self._clock())
+        total = len(keys)
         for endpoint, held in self._held.items():
-            confirmed = matched.get(endpoint)
-            if confirmed is None:  # not a candidate
+            confirmed = matched.get(endpoint)  # None: not a candidate
+            if confirmed is None or confirmed >= total or keys[confirmed] not in held:
                 continue
-            run = 0
-            for key in keys:
-                if key not in held:
-                    break
-                run += 1
-            if run > confirmed:
-                matched[endpoint] = run
+            low, high = confirmed + 1, total  # the run is at least low; held keys form a prefix of the chain
+            while low < high:
+                middle = (low + high + 1) // 2
+                if keys[middle - 1] in held:
+                    low = middle
+                else:
+                    high = middle - 1
+            matched[endpoint] = low
 
     def _expire(self, now: float) -> None:
         queue = self._queue

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from kserve_llmd.router.hashing import block_keys, seed_for
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.kv_apply import EndpointApplier, IngestStats
 from kserve_llmd.router.kvindex import LRUKVIndex
@@ -111,3 +114,34 @@ def test_without_speculation_routing_records_nothing() -> None:
     matcher.match(first, [A, B])
     matcher.observe_routed(first, A)
     assert matcher.match(ctx([*SYSTEM, 5, 6, 7, 8]), [A, B]).matched_blocks == {"a": 0, "b": 0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.lists(st.integers(0, 2), min_size=1, max_size=8),
+                          st.floats(0.0, 1.5)), min_size=1, max_size=12),
+       st.lists(st.integers(0, 2), min_size=1, max_size=8))
+def test_extend_equals_the_naive_walk_on_chained_keys(routed: list[tuple[str, list[int], float]],
+                                                      query: list[int]) -> None:
+    """Requests (endpoint, prompt, then the clock advances) on prompts over a tiny alphabet, so they share prefixes;
+    the binary search must find what walking the keys one by one finds."""
+    clock = FakeClock()
+    spec = SpeculativeEntries(2.0, clock)
+    seed = seed_for("m")
+    recorded: list[tuple[float, str, list[int]]] = []
+    for endpoint, tokens, advance in routed:
+        keys = block_keys(tokens, 1, seed)
+        spec.add(endpoint, keys)
+        recorded.append((clock.now + 2.0, endpoint, keys))
+        clock.now += advance
+    query_keys = block_keys(query, 1, seed)
+    live = {e: {k for deadline, who, keys in recorded if who == e and deadline > clock.now for k in keys}
+            for e in "ab"}
+    expected = {}
+    for e in "ab":
+        run = 0
+        while run < len(query_keys) and query_keys[run] in live[e]:
+            run += 1
+        expected[e] = run
+    matched = {"a": 0, "b": 0}
+    spec.extend(query_keys, matched)
+    assert matched == expected
