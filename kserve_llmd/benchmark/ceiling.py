@@ -25,7 +25,10 @@ restarts; nothing is sent) and reports, per level, Σ hit tokens / Σ prompt tok
   the column shows is the cache behaviour of that timing without any routing. Add ``--placement run`` to put each
   request on the engine the router picked in that run (its ``routed_to``, the router's ``X-Routed-To`` header):
   the run's timing AND its placement, so what is left between that column and the measured hit rate is the gap
-  between admission and first token and the engines' own scheduling.
+  between admission and first token and the engines' own scheduling. The client-side times lag the engine's (a
+  request ends at the client after its engine freed it), so a loaded engine can run out of blocks in the replay
+  where the real one did not: the replay then ends the running requests closest to their end early, on that
+  engine, until the newcomer fits (counted in the last column).
 
 ``python -m kserve_llmd.benchmark.ceiling shared-prefix`` prints the table for a scenario; engines, KV-cache size
 and block size come from its ``cluster`` section unless given.
@@ -44,7 +47,7 @@ import orjson
 from kserve_llmd.benchmark import scenario as scenario_mod
 from kserve_llmd.benchmark.records import BenchRequest
 from kserve_llmd.benchmark.runner import Runner
-from kserve_llmd.simulator.block_pool import BlockPool
+from kserve_llmd.simulator.block_pool import Block, BlockPool
 from kserve_llmd.simulator.config import SimConfig
 from kserve_llmd.simulator.kv_manager import KVCacheManager
 from kserve_llmd.simulator.request import Sampling, SimRequest
@@ -62,6 +65,7 @@ class LevelCeiling:
     partition: float
     per_engine: tuple[int, ...]  # requests each engine served
     split_groups: int = 0  # groups whose requests in this level went to more than one engine
+    ended_early: int = 0  # on a timeline: requests ended early so that another one fitted (see the docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +160,12 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
         queries = unlimited = partition = 0
         served = [0] * engines
         used: dict[str, set[int]] = {}  # group → the engines its requests of this level went to
-        running: dict[int, SimRequest] = {}
+        running: dict[int, tuple[SimRequest, int]] = {}  # request index → (its cache state, its engine)
+        ended: set[int] = set()  # ended early to make room: their later events are skipped
+        ends = None if timings is None else {i: t.end for (label, i), t in timings.items() if label == level.label}
         for kind, request in _events(level.label, requests, timings):
+            if request.index in ended:
+                continue
             key = request.group or f"request-{request.index}"
             if engine_of:
                 engine = engine_of[timings[(level.label, request.index)].engine]  # type: ignore[index]
@@ -182,27 +190,43 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
                 cap = min((sim.num_tokens - 1) // block_size, len(prompt_hashes))
                 matched = next((i for i, h in enumerate(prompt_hashes[:cap]) if h not in seen), cap)
                 seen.update(prompt_hashes)
-                if not kv.allocate_slots(sim, sim.num_tokens - hit_tokens, hits):
+                if not _allocate(kv, sim, sim.num_tokens - hit_tokens, hits, engine, running, ended, ends):
                     raise ValueError(f"a {sim.num_tokens}-token prompt does not fit in {kv_blocks} blocks beside "
                                      "the requests running")
                 sim.num_computed_tokens = sim.num_tokens
-                running[request.index] = sim
+                running[request.index] = (sim, engine)
                 queries += sim.num_prompt_tokens
                 unlimited += matched * block_size
                 partition += hit_tokens
             elif kind == _TOKEN:
-                sim = running[request.index]
+                sim = running[request.index][0]
                 sim.token_ids.append(_OUTPUT_TOKEN)
-                if not kv.allocate_slots(sim, 1):
+                if not _allocate(kv, sim, 1, None, engine, running, ended, ends):
                     raise ValueError(f"a {sim.num_tokens}-token request does not fit in {kv_blocks} blocks beside "
                                      "the requests running")
                 sim.num_computed_tokens += 1
             else:
-                kv.free(running.pop(request.index))
+                kv.free(running.pop(request.index)[0])
         out.append(LevelCeiling(level.label, level.measured, len(requests), unlimited / max(queries, 1),
                                 partition / max(queries, 1), tuple(served),
-                                sum(1 for engines_used in used.values() if len(engines_used) > 1)))
+                                sum(1 for engines_used in used.values() if len(engines_used) > 1), len(ended)))
     return out
+
+
+def _allocate(kv: KVCacheManager, sim: SimRequest, new_tokens: int, hits: list[Block] | None, engine: int,
+              running: dict[int, tuple[SimRequest, int]], ended: set[int], ends: Mapping[int, float] | None) -> bool:
+    """Allocate ``sim``'s new tokens; on a timeline (``ends``: request index → its end), end the engine's running
+    request closest to its end, until they fit. False when nothing more can be ended."""
+    while not kv.allocate_slots(sim, new_tokens, hits):
+        if ends is None:
+            return False
+        others = [i for i, (other, e) in running.items() if e == engine and other is not sim]
+        if not others:
+            return False
+        victim = min(others, key=ends.__getitem__)
+        kv.free(running.pop(victim)[0])
+        ended.add(victim)
+    return True
 
 
 def _flag(args: Sequence[str], name: str) -> str | None:
@@ -249,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     served = f"on the timeline of {args.config} in {args.timings.name}" if timings else "one at a time"
     print(f"{scenario.name}: {engines} engines x {kv_blocks} blocks of {block_size} tokens\n")
     print(f"| level | requests | unlimited caches | {placed}, {served} | requests per engine, busiest / mean "
-          "| groups on 2+ engines |\n|---|---|---|---|---|---|")
+          "| groups on 2+ engines | ended early to fit |\n|---|---|---|---|---|---|---|")
     try:
         rows = ceilings(scenario, engines=engines, kv_blocks=kv_blocks, block_size=block_size,
                         groups_per_engine=quotas, timings=timings, run_placement=args.placement == "run")
@@ -259,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         label = c.level if c.measured else f"{c.level} (not reported)"
         skew = max(c.per_engine) / max(sum(c.per_engine) / len(c.per_engine), 1e-9)
         print(f"| {label} | {c.requests} | {100 * c.unlimited:.1f}% | {100 * c.partition:.1f}% | "
-              f"{'/'.join(map(str, c.per_engine))}, {skew:.2f}× | {c.split_groups} |")
+              f"{'/'.join(map(str, c.per_engine))}, {skew:.2f}× | {c.split_groups} | {c.ended_early} |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ longer of the two runs::
 Kept apart from the event-fed index, so that an expiry never removes a confirmed block and the event path knows
 nothing of speculation. A key recorded again (another request with that prefix) takes the later deadline. Expiry is
 lazy and first-in first-out (one TTL for all), on every ``add`` and ``extend``. Memory: the keys of the requests
-routed in the last ``ttl_s`` seconds.
+routed in the last ``ttl_s`` seconds. The entry goes to the endpoint the scheduler picked: a request that then fails
+over to another endpoint leaves it on the first until it expires (as llm-d's does).
 
 Cost of ``extend``: keys are chained (each encodes its whole prefix), a request records all of its keys at once,
 and a key recorded again by a later request is part of that request's chain too, so along any prompt's chain what

@@ -169,3 +169,19 @@ def test_the_runs_placement_needs_every_requests_endpoint(tmp_path: Path, capsys
     with pytest.raises(SystemExit):
         main(["demo", "--placement", "run"])
     assert "--placement run needs --timings" in capsys.readouterr().err
+
+
+def test_on_a_timeline_a_request_that_does_not_fit_ends_the_one_closest_to_its_end(tmp_path: Path) -> None:
+    # one engine of 5 blocks: a 64-token prompt takes 4, so two prompts never fit together. Requests 0 and 1 run
+    # long: request 1 arriving ends 0 early, request 2 ends 1, and the replay goes on instead of failing
+    scenario = _scenario("inference-perf")
+    (level,) = ceilings(scenario, engines=1, kv_blocks=5)
+    spans = {i: (float(i), i + 0.5) for i in range(16)}
+    spans[0], spans[1] = (0.0, 90.0), (1.0, 50.0)
+    (replayed,) = ceilings(scenario, engines=1, kv_blocks=5,
+                           timings=load_timings(_run_file(tmp_path / "long.jsonl", level.level, spans), "c"))
+    assert replayed.ended_early == 2
+    assert replayed.requests == 16
+    with pytest.raises(ValueError, match="does not fit in 3 blocks"):  # alone too big: still an error
+        ceilings(scenario, engines=1, kv_blocks=3,
+                 timings=load_timings(_run_file(tmp_path / "long.jsonl", level.level, spans), "c"))
