@@ -196,10 +196,10 @@ def test_prefix_affinity_keeps_sticky_until_saturated() -> None:
     prefix = PrefixMatch(total_blocks=125, matched_blocks={"e0:80": 125}, block_size=16)
     c = ctx(prompt_tokens=2000, prefix=prefix)
     assert [e.id for e in f.filter(c, endpoints)] == ["e0:80"]
-    # cost(e0) = load; cost(others) = 2000 uncached; kept while load <= 2000 * 1.5 + 256
-    endpoints[0].inflight_tokens = 3256
+    # cost(e0) = load; cost(others) = 2000 uncached; kept while load <= 2000 * (1 + 1.5) + 256
+    endpoints[0].inflight_tokens = 5256
     assert [e.id for e in f.filter(c, endpoints)] == ["e0:80"]
-    endpoints[0].inflight_tokens = 3257
+    endpoints[0].inflight_tokens = 5257
     assert [e.id for e in f.filter(c, endpoints)] == ["e1:80", "e2:80"]
 
 
