@@ -185,16 +185,24 @@ _CREATED = re.compile(rb'"created":\d+')
 
 
 async def test_stream_through_router_equals_the_engines_bytes(engines: tuple[RealVllm, RealVllm]) -> None:
+    # Same request id, same greedy tokens: only the per-second "created" stamp may differ. vLLM may put two tokens in
+    # one chunk when its output handler lags (seen once in CI, on a loaded machine), so two generations can be chunked
+    # differently: the pair is tried up to three times, and the bytes must match in one of them.
     async with router_for(engines, str(engines[0].model_path)) as router, aiohttp.ClientSession() as http:
         body = {"model": MODEL_NAME, "prompt": "Hello world, tell me a story about dragons.", "max_tokens": 8,
                 "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
-        async with http.post(router.url + "/v1/completions", json=body, headers={"X-Request-Id": "bytes-1"}) as r:
-            assert r.status == 200
-            assert r.headers["Content-Type"].startswith("text/event-stream")
-            via_router = await r.read()
-            target = next(e for e in engines if router.endpoints.get(r.headers["X-Routed-To"]).url == e.url)
-        async with http.post(target.url + "/v1/completions", json=body, headers={"X-Request-Id": "bytes-1"}) as r:
-            direct = await r.read()
-    # Same request id, same greedy tokens: only the per-second "created" stamp may differ.
-    assert b"cmpl-bytes-1" in direct
-    assert _CREATED.sub(b'"created":0', via_router) == _CREATED.sub(b'"created":0', direct)
+        pairs = []
+        for _ in range(3):
+            async with http.post(router.url + "/v1/completions", json=body, headers={"X-Request-Id": "bytes-1"}) as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("text/event-stream")
+                via_router = await r.read()
+                target = next(e for e in engines if router.endpoints.get(r.headers["X-Routed-To"]).url == e.url)
+            async with http.post(target.url + "/v1/completions", json=body,
+                                 headers={"X-Request-Id": "bytes-1"}) as r:
+                direct = await r.read()
+            assert b"cmpl-bytes-1" in direct
+            pairs.append((_CREATED.sub(b'"created":0', via_router), _CREATED.sub(b'"created":0', direct)))
+            if pairs[-1][0] == pairs[-1][1]:
+                break
+    assert pairs[-1][0] == pairs[-1][1]
