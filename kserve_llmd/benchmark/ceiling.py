@@ -127,14 +127,16 @@ def _events(level: str, requests: Sequence[BenchRequest],
         yield kind, request
 
 
-def _run_placement(timings: Mapping[tuple[str, int], Timing], engines: int) -> dict[str, int]:
-    """The run's endpoint ids → engine numbers (in sorted order); every request must carry one."""
-    ids = {t.engine for t in timings.values() if t.engine is not None}
+def _run_placement(timings: Mapping[tuple[str, int], Timing], engines: int) -> dict[tuple[str, int], int]:
+    """``(level, index) →`` the engine number the run used (endpoint ids numbered in sorted order); every request
+    must carry one."""
+    ids = sorted({t.engine for t in timings.values() if t.engine is not None})
     if not ids or any(t.engine is None for t in timings.values()):
         raise ValueError("the run did not record where each request went (routed_to); re-run it with this version")
     if len(ids) > engines:
         raise ValueError(f"the run's requests went to {len(ids)} endpoints; the scenario has {engines} engines")
-    return {engine: i for i, engine in enumerate(sorted(ids))}
+    number = {engine: i for i, engine in enumerate(ids)}
+    return {key: number[t.engine] for key, t in timings.items() if t.engine is not None}
 
 
 def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, block_size: int = 16,
@@ -146,7 +148,7 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
     requests on a run's timeline instead of one at a time, and ``run_placement`` on the engines the run used."""
     if run_placement and (timings is None or groups_per_engine is not None):
         raise ValueError("the run's placement needs its timings, and replaces any deal of the groups")
-    engine_of = _run_placement(timings, engines) if run_placement and timings is not None else {}
+    run_engine = _run_placement(timings, engines) if run_placement and timings is not None else {}
     tokenizer = BuiltinTokenizer()
     if groups_per_engine is not None:
         engines = len(groups_per_engine)
@@ -167,8 +169,8 @@ def ceilings(scenario: scenario_mod.Scenario, *, engines: int, kv_blocks: int, b
             if request.index in ended:
                 continue
             key = request.group or f"request-{request.index}"
-            if engine_of:
-                engine = engine_of[timings[(level.label, request.index)].engine]  # type: ignore[index]
+            if run_engine:
+                engine = run_engine[(level.label, request.index)]
             else:
                 if key not in placement:
                     if groups_per_engine is None:
