@@ -115,7 +115,8 @@ class Router:
             from kserve_llmd.router.approx import ApproximateMatcher
 
             return ApproximateMatcher(chunk_tokens=spec.block_size, capacity=spec.lru_capacity * 8,
-                                      index=MeteredKVIndex(self._lru(spec.lru_capacity * 8), self.index_stats))
+                                      index=MeteredKVIndex(self._lru(spec.lru_capacity * 8), self.index_stats),
+                                      max_blocks=spec.max_blocks)
         from kserve_llmd.router.matcher import PreciseMatcher
         from kserve_llmd.router.speculative import SpeculativeEntries
 
@@ -124,7 +125,7 @@ class Router:
         ingester = self.ingester
         ttl = spec.speculative_ttl_s
         return PreciseMatcher(index, block_size=lambda m: ingester.block_sizes.get(m),
-                              default_block_size=spec.block_size,
+                              default_block_size=spec.block_size, max_blocks=spec.max_blocks,
                               speculative=None if ttl is None else SpeculativeEntries(ttl, self.clock))
 
     def _lru(self, capacity: int = 1_000_000) -> LRUKVIndex:

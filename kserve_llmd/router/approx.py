@@ -8,6 +8,7 @@ into a hash map; the same bounded ``LRUKVIndex`` as the precise path holds key â
         key[i] = hash((key[i-1], text[i*C:(i+1)*C])) & (2**60 - 1),  key[-1] = seed_for(model, lora, cache_salt)
     token path (only ctx.token_ids known):  B = chunk_tokens (default 16),  key = hashing.block_keys
     observe_routed(ctx, e): index.add(e, keys)          match: index.match(keys, endpoints)
+    max_blocks (llm-d's maxPrefixBlocksToMatch): only the first max_blocks pseudo-blocks are keyed (None: all)
     PrefixMatch(total_blocks=len(keys), matched_blocks, block_size=C or B)   # block_size in chars on the text path
 
 String hashing is randomised per process (PYTHONHASHSEED): harmless here, the keys never leave the process.
@@ -46,10 +47,13 @@ class ApproximateMatcher:
 
     def __init__(
         self, *, chunk_chars: int = 64, chunk_tokens: int = 16, capacity: int = 500_000,
-        index: KVIndex | None = None,
+        index: KVIndex | None = None, max_blocks: int | None = None,
     ) -> None:
         if chunk_chars <= 0 or chunk_tokens <= 0:
             raise ValueError("chunk sizes must be positive")
+        if max_blocks is not None and max_blocks <= 0:
+            raise ValueError("max_blocks must be positive")
+        self.max_blocks = max_blocks
         self.chunk_chars = chunk_chars
         self.chunk_tokens = chunk_tokens
         self.index: KVIndex = index if index is not None else LRUKVIndex(capacity)
@@ -70,10 +74,16 @@ class ApproximateMatcher:
             return cached
         seed = seed_for(ctx.model, ctx.lora, ctx.cache_salt)
         text = self._text(ctx)
+        cap = self.max_blocks
         if text is not None:
+            if cap is not None and len(text) > cap * self.chunk_chars:
+                text = text[: cap * self.chunk_chars]
             result = (text_keys(text, self.chunk_chars, seed), self.chunk_chars)
         elif ctx.token_ids:
-            result = (block_keys(ctx.token_ids, self.chunk_tokens, seed), self.chunk_tokens)
+            tokens = ctx.token_ids
+            if cap is not None and len(tokens) > cap * self.chunk_tokens:
+                tokens = tokens[: cap * self.chunk_tokens]
+            result = (block_keys(tokens, self.chunk_tokens, seed), self.chunk_tokens)
         else:
             result = ([], self.chunk_chars)
         ctx.cycle_state[CYCLE_KEY] = result

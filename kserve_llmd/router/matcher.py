@@ -19,6 +19,10 @@ sizes would need one key set per size). ``block_size`` is an int or a ``model ->
 Without ``ctx.token_ids`` the matcher tokenizes ``ctx.prompt_text`` with ``tokenizer_for_model(ctx.model)`` when
 given (and stores the ids on ``ctx``); otherwise the match is empty (total 0) and prefix scores are 0.
 
+With ``max_blocks`` (llm-d's ``maxPrefixBlocksToMatch``), only the prompt's first ``max_blocks`` blocks are keyed
+and matched: ``total_blocks`` is at most ``max_blocks``, so the score of a longer prompt is the share of that head
+it finds cached. It also bounds the per-request hashing. None: every full block.
+
 With ``speculative`` (``speculative.py``, llm-d's ``speculativeIndexing``), ``observe_routed`` records the routed
 request's keys for its endpoint for a few seconds and ``match`` counts them as cached there, closing the blind spot
 before the engine's own events arrive.
@@ -48,9 +52,13 @@ class PreciseMatcher:
         default_block_size: int = 16,
         tokenizer_for_model: Callable[[str], Tokenizer] | None = None,
         speculative: SpeculativeEntries | None = None,
+        max_blocks: int | None = None,
     ) -> None:
         if default_block_size <= 0 or (isinstance(block_size, int) and block_size <= 0):
             raise ValueError("block sizes must be positive")
+        if max_blocks is not None and max_blocks <= 0:
+            raise ValueError("max_blocks must be positive")
+        self.max_blocks = max_blocks
         self.index = index
         self._block_size = block_size
         self._default_block_size = default_block_size
@@ -72,6 +80,8 @@ class PreciseMatcher:
         tokens = ctx.token_ids
         if tokens is None and ctx.prompt_text is not None and self._tokenizer_for is not None:
             tokens = ctx.token_ids = self._tokenizer_for(ctx.model).encode(ctx.prompt_text)
+        if tokens and self.max_blocks is not None and len(tokens) > self.max_blocks * block_size:
+            tokens = tokens[: self.max_blocks * block_size]  # only the blocks that will be matched are keyed
         keys = [] if not tokens else block_keys(tokens, block_size, seed_for(ctx.model, ctx.lora, ctx.cache_salt))
         ctx.cycle_state[CYCLE_KEY] = (block_size, keys)
         return keys

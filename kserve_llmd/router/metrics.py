@@ -42,8 +42,11 @@ class RouterMetrics:
                              ["endpoint"])
         self.scrape_failures = Counter(f"{PREFIX}_scrape_failures", "Failed metrics or health scrapes.",
                                        ["endpoint", "what"])
+        self.affinity = Counter(f"{PREFIX}_prefix_affinity_decisions",
+                                "prefix-affinity-filter choices: kept (sticky endpoints passed) or yielded (load "
+                                "outweighed the cache; the others passed).", ["decision"])
         self.registry.register(LoopCollector([self.requests, self.decision_latency, self.prefix_match_ratio, self.ttft,
-                                              self.retries, self.stale, self.scrape_failures]))
+                                              self.retries, self.stale, self.scrape_failures, self.affinity]))
 
     def attach_state(self, endpoints: EndpointRegistry, index_stats: Callable[[], dict[str, float]] | None,
                      clients: Callable[[], tuple[int, dict[str, int]]]) -> None:

@@ -130,7 +130,6 @@ class MatcherSpec:
     block_size: int
     max_blocks: int
     lru_capacity: int
-    hash_seed: str
     speculative_ttl_s: float | None = None  # precise only: speculative indexing on, with this TTL
 
 
@@ -246,7 +245,7 @@ def _matcher_spec(plugins: Any) -> MatcherSpec | None:
                                   f"{prefix_cache_scorer.PRECISE_TYPE} (the approximate scorer learns from every "
                                   "routing decision already)", param="plugins")
             found.append(MatcherSpec(mode, prm.block_size, prm.maxPrefixBlocksToMatch, prm.lruCapacityPerServer,
-                                     prm.hashSeed, prm.speculative_ttl_s))
+                                     prm.speculative_ttl_s))
     if not found:
         # the sticky filter and the no-hit scorer read ctx.prefix too; they then see no match
         return None

@@ -107,3 +107,29 @@ def test_approximate_matcher_falls_back_to_token_chunks_and_is_bounded() -> None
     matcher.observe_routed(request, A)
     assert len(matcher.index) == 5  # 10 chunks offered, LRU keeps 5
     assert matcher.match(ctx(TOKENS), [A]).total_blocks == 10
+
+
+def test_max_blocks_keys_and_matches_only_the_head_of_the_prompt() -> None:
+    index = LRUKVIndex(1000)
+    feed(index, "a", TOKENS[:12])  # 3 blocks cached on a
+    feed(index, "b", TOKENS)  # the whole prompt cached on b
+    capped = PreciseMatcher(index, block_size=4, max_blocks=3)
+    head = capped.match(ctx(TOKENS), [A, B])
+    # 10 full blocks, only the first 3 count: a holds the whole head, as b does
+    assert (head.total_blocks, head.matched_blocks) == (3, {"a": 3, "b": 3})
+    whole = PreciseMatcher(index, block_size=4).match(ctx(TOKENS), [A, B])
+    assert (whole.total_blocks, whole.matched_blocks) == (10, {"a": 3, "b": 10})
+    with pytest.raises(ValueError, match="max_blocks"):
+        PreciseMatcher(index, max_blocks=0)
+
+
+def test_approximate_max_blocks_caps_text_and_token_chunks() -> None:
+    text = "abcdefgh" * 10  # 10 chunks of 8
+    matcher = ApproximateMatcher(chunk_chars=8, chunk_tokens=4, capacity=1000, max_blocks=4)
+    request = ctx(None, prompt_text=text)
+    matcher.observe_routed(request, A)
+    assert len(matcher.index) == 4  # only the head was learned
+    other = ctx(None, prompt_text=text[:32] + "different tail, same head" * 3)
+    assert matcher.match(other, [A]).ratio("a") == 1.0  # the head is all that is compared
+    tokens = ctx(TOKENS)
+    assert matcher.match(tokens, [A]).total_blocks == 4

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 import pytest
 
 from kserve_llmd.errors import ConfigError
-from kserve_llmd.router.config import load_preset, parse_scheduler_config, preset_names
+from kserve_llmd.router.app import Router
+from kserve_llmd.router.config import RouterConfig, load_preset, parse_scheduler_config, preset_names
+from kserve_llmd.router.discovery import StaticDiscovery
 from kserve_llmd.router.interfaces import Endpoint, EngineMetrics, PrefixMatch, RequestContext
 from kserve_llmd.router.plugins._base import NEUTRAL, PluginDeps
 from kserve_llmd.router.plugins.kv_cache_utilization_scorer import KVCacheUtilizationScorer
@@ -21,6 +23,7 @@ from kserve_llmd.router.plugins.max_score_picker import MaxScorePicker
 from kserve_llmd.router.plugins.max_score_picker import Parameters as MaxParams
 from kserve_llmd.router.plugins.no_hit_lru_scorer import NoHitLRUScorer
 from kserve_llmd.router.plugins.no_hit_lru_scorer import Parameters as LRUParams
+from kserve_llmd.router.plugins.prefix_affinity_filter import DECISION as AFFINITY_DECISION
 from kserve_llmd.router.plugins.prefix_affinity_filter import Parameters as StickyParams
 from kserve_llmd.router.plugins.prefix_affinity_filter import PrefixAffinityFilter
 from kserve_llmd.router.plugins.queue_scorer import QueueScorer
@@ -199,8 +202,14 @@ def test_prefix_affinity_keeps_sticky_until_saturated() -> None:
     # cost(e0) = load; cost(others) = 2000 uncached; kept while load <= 2000 * (1 + 1.5) + 256
     endpoints[0].inflight_tokens = 5256
     assert [e.id for e in f.filter(c, endpoints)] == ["e0:80"]
+    assert c.cycle_state[AFFINITY_DECISION] == "kept"
     endpoints[0].inflight_tokens = 5257
     assert [e.id for e in f.filter(c, endpoints)] == ["e1:80", "e2:80"]
+    assert c.cycle_state[AFFINITY_DECISION] == "yielded"
+    # no choice to make (nothing sticky): nothing recorded
+    cold = ctx(prompt_tokens=2000, prefix=PrefixMatch(total_blocks=125, matched_blocks={}, block_size=16))
+    assert len(f.filter(cold, endpoints)) == 3
+    assert AFFINITY_DECISION not in cold.cycle_state
 
 
 def test_default_preset_does_not_hot_spot_a_burst() -> None:
@@ -281,3 +290,11 @@ def test_profile_without_picker_gets_max_score() -> None:
                                                                                       "weight": 2}])))
     assert spec.profiles[0].picker == "max-score-picker"
     assert spec.profiles[0].scorers == (("queue-scorer", 2.0),)
+
+
+@pytest.mark.parametrize("ptype", ["precise-prefix-cache-scorer", "prefix-cache-scorer"])
+def test_max_prefix_blocks_to_match_reaches_the_router_matcher(ptype: str) -> None:
+    doc = _cfg([{"type": ptype, "parameters": {"maxPrefixBlocksToMatch": 7, "hashSeed": "42"}}],
+               [{"pluginRef": ptype}])
+    router = Router(RouterConfig(scheduler=doc), StaticDiscovery([]))
+    assert getattr(router.matcher, "max_blocks", None) == 7

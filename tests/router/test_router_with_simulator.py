@@ -45,6 +45,9 @@ async def test_precise_prefix_routing_follows_kv_events() -> None:
             assert 'kserve_llmd_router_prefix_match_ratio_bucket{le="1.0"} 6.0' in text
             assert 'kserve_llmd_router_prefix_match_ratio_bucket{le="0.99"} 1.0' in text  # only the cold first
             assert "kserve_llmd_router_kv_events_blocks_stored_total" in text
+            # the cold first had no sticky endpoint, so no choice; each repeat kept its sticky endpoint
+            assert 'kserve_llmd_router_prefix_affinity_decisions_total{decision="kept"} 5.0' in text
+            assert 'kserve_llmd_router_prefix_affinity_decisions_total{decision="yielded"} 0.0' in text
 
 
 @pytest.mark.parametrize("preset", ["round-robin", "approx-prefix"])

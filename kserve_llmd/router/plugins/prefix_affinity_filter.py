@@ -15,7 +15,8 @@ tokens ``f_e`` (prompt + max_tokens of requests this router has in flight there)
     keep sticky  iff  min(cost over sticky) <= min(cost over the others) * (1 + penalty) + slackTokens
 
 If ``sticky`` is empty or is every candidate, the input passes unchanged; if the test fails, the non-sticky
-endpoints pass. Inputs: ``ctx.prefix``, ``ctx.prompt_tokens``, ``Endpoint.inflight_tokens``, scraped waiting.
+endpoints pass. Each real choice is recorded (``DECISION``) and counted by the router as ``kept`` or ``yielded``.
+Inputs: ``ctx.prefix``, ``ctx.prompt_tokens``, ``Endpoint.inflight_tokens``, scraped waiting.
 
 Why the penalty is 1.5 (it was 0.5 until 2026-11-25): the cost prices only this request's prefill, but a yield also
 puts a second copy of the prefix into the cluster's caches, where it evicts other prefixes. Replaying a demo run on
@@ -42,6 +43,9 @@ from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.plugins._base import Params, PluginDeps
 
 TYPE = "prefix-affinity-filter"
+#: ``ctx.cycle_state`` key of the filter's decision when it had one to make: "kept" (the sticky endpoints passed) or
+#: "yielded" (the others passed). The proxy counts it (``kserve_llmd_router_prefix_affinity_decisions_total``).
+DECISION = "prefix-affinity"
 
 
 class Parameters(Params):
@@ -82,6 +86,7 @@ class PrefixAffinityFilter:
         best_sticky = min(self.cost(ctx, ep, now) for ep in sticky)
         best_other = min(self.cost(ctx, ep, now) for ep in others)
         if best_sticky <= best_other * (1.0 + self.p.penalty) + self.p.slackTokens:
+            ctx.cycle_state[DECISION] = "kept"
             return sticky
-        ctx.cycle_state["prefix-affinity-yielded"] = True
+        ctx.cycle_state[DECISION] = "yielded"
         return others

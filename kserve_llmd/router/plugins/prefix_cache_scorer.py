@@ -7,8 +7,11 @@ through the router's ``PrefixMatcher``; the scorer only reads it.
 The two type names choose the matcher, as in llm-d: ``prefix-cache-scorer`` estimates (approximate matcher, learns
 from the router's own decisions, no events); ``precise-prefix-cache-scorer`` reads the index fed by the engines'
 KV events. Parameters (both): ``blockSize`` (tokens per block, default 16; alias ``hashBlockSize``),
-``maxPrefixBlocksToMatch`` (default 256), ``lruCapacityPerServer`` (blocks remembered per endpoint, approximate
-mode, default 31250), ``hashSeed`` (string mixed into block keys, default ""). Precise only, as in llm-d:
+``maxPrefixBlocksToMatch`` (default 256: only the prompt's first 256 blocks are keyed and matched, so a longer
+prompt scores by the share of that head it finds cached), ``lruCapacityPerServer`` (blocks remembered per endpoint,
+approximate mode, default 31250), ``hashSeed`` (accepted so that llm-d configs load, and without effect: llm-d needs
+it to equal the engines' ``PYTHONHASHSEED`` because it recomputes the engines' own block hashes, while this router
+matches its own keys, mapped from the engines' hashes through the events' token ids). Precise only, as in llm-d:
 ``speculativeIndexing`` (default false: count the blocks of a request just routed to an endpoint as cached there
 until its own events arrive, ``speculative.py``) and ``speculativeTTL`` (Go duration, default "2s": how long).
 """
