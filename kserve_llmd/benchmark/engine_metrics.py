@@ -2,6 +2,10 @@
 
 Hit rate over a level = Δ ``vllm:prefix_cache_hits_total`` / Δ ``vllm:prefix_cache_queries_total``, both in tokens,
 summed over every engine and every label set.
+
+From OUR router's ``/metrics``, when it is the target: its prefix-affinity-filter choices
+(``kserve_llmd_router_prefix_affinity_decisions_total{decision="kept"|"yielded"}``), so a level reports how often
+the router left the endpoints that cached the prompt because of their load.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 HITS = "vllm:prefix_cache_hits_total"
 QUERIES = "vllm:prefix_cache_queries_total"
+AFFINITY = "kserve_llmd_router_prefix_affinity_decisions_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +61,31 @@ async def scrape(session: aiohttp.ClientSession, urls: list[str]) -> PrefixCount
     """Sum of the counters over all engines. Raises ``aiohttp.ClientError`` / ``ValueError`` when one fails."""
     parts = await asyncio.gather(*(_scrape_one(session, url) for url in urls))
     return PrefixCounters(sum(p.hits for p in parts), sum(p.queries for p in parts))
+
+
+@dataclass(frozen=True, slots=True)
+class AffinityCounters:
+    kept: float
+    yielded: float
+
+    def __sub__(self, other: AffinityCounters) -> AffinityCounters:
+        return AffinityCounters(self.kept - other.kept, self.yielded - other.yielded)
+
+
+def parse_affinity(text: str) -> AffinityCounters | None:
+    """The router's affinity choices; None when the text has no such series (another router, or no filter)."""
+    found = False
+    counts = {"kept": 0.0, "yielded": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == AFFINITY and sample.labels.get("decision") in counts:
+                found = True
+                counts[sample.labels["decision"]] += sample.value
+    return AffinityCounters(counts["kept"], counts["yielded"]) if found else None
+
+
+async def scrape_affinity(session: aiohttp.ClientSession, url: str) -> AffinityCounters | None:
+    """``parse_affinity`` of the router at ``url`` (its base URL). Raises like ``scrape``."""
+    async with session.get(metrics_url(url), timeout=aiohttp.ClientTimeout(total=10)) as response:
+        response.raise_for_status()
+        return parse_affinity(await response.text())

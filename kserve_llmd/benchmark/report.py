@@ -84,6 +84,12 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _yields(level: LevelSummary) -> str:
+    if level.affinity_yielded is None or level.affinity_kept is None:
+        return "–"
+    return f"{level.affinity_yielded}/{level.affinity_yielded + level.affinity_kept}"
+
+
 def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
@@ -99,14 +105,17 @@ def markdown(report: BenchReport) -> str:
     if report.environment:
         lines += ["Environment: " + ", ".join(f"{k}={v}" for k, v in report.environment.items()), ""]
     slo = ", ".join(f"{k} ≤ {v:g}" for k, v in report.slo.items() if v is not None)
+    affinity = any(lv.affinity_yielded is not None for run in report.runs for lv in run.levels)
     lines += [
         f"SLOs for goodput: {slo or 'none (goodput = completed requests/s)'}. Latencies in ms; ITL is per SSE chunk, "
         "TPOT per output token; engine hit = Δ prefix_cache_hits / Δ prefix_cache_queries from the engines' "
-        "/metrics; cached = Σ usage.cached_tokens / Σ prompt_tokens.",
+        "/metrics; cached = Σ usage.cached_tokens / Σ prompt_tokens."
+        + (" Yields = the router's prefix-affinity-filter choices that left the endpoints caching the prompt for "
+           "load, of all its choices (from the router's /metrics)." if affinity else ""),
         "",
         "| config | load | ok/fail | req/s | out tok/s | goodput | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | "
-        "ITL p90 | TPOT p50 | TPOT p90 | E2E p90 | engine hit | cached |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ITL p90 | TPOT p50 | TPOT p90 | E2E p90 | engine hit | cached |" + (" yields |" if affinity else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if affinity else ""),
     ]
     for run in report.runs:
         for lv in run.levels:
@@ -115,7 +124,7 @@ def markdown(report: BenchReport) -> str:
                 f"{_f(lv.output_throughput)} | {_f(lv.goodput, 2)} | {_f(lv.ttft_ms.p50)} | {_f(lv.ttft_ms.p90)} | "
                 f"{_f(lv.ttft_ms.p99)} | {_f(lv.itl_ms.p50, 1)} | {_f(lv.itl_ms.p90, 1)} | {_f(lv.tpot_ms.p50, 1)} | "
                 f"{_f(lv.tpot_ms.p90, 1)} | {_f(lv.e2e_ms.p90)} | {_pct(lv.engine_hit_rate)} | "
-                f"{_pct(lv.client_cached_ratio)} |")
+                f"{_pct(lv.client_cached_ratio)} |" + (f" {_yields(lv)} |" if affinity else ""))
     if report.comparison and len(report.runs) > 1:
         lines += ["", f"At the top of the ladder ({report.comparison[0].level}), against {report.baseline}:", "",
                   "| config | output throughput | TTFT p90 speed-up | engine hit | cached |", "|---|---|---|---|---|"]

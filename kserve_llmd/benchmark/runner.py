@@ -1,6 +1,7 @@
 """Runs a scenario's load levels against one target and returns the records and summaries of each level.
 
-Flow per level: scrape the engines' prefix-cache counters → send requests on the arrival schedule (Poisson at the
+Flow per level: scrape the engines' prefix-cache counters (and the target's prefix-affinity choices, when it is our
+router) → send requests on the arrival schedule (Poisson at the
 level's QPS, N closed-loop workers, or the trace's own timestamps); the first ``warmup`` requests of the level are
 sent the same way but flagged and left out of every statistic → wait for every request → scrape again → summarise.
 A ``warmup_stage`` runs first, the same way, every request flagged and nothing summarised (its records are kept in
@@ -94,6 +95,7 @@ class Runner:
                      workload: Iterator[BenchRequest]) -> LevelResult:
         load = self.scenario.load
         before = await self._scrape(session) if level.measured else None
+        affinity_before = await self._scrape_affinity(session) if level.measured else None
         prefix = f"{self.label} " if self.label else ""
         progress = Progress(f"{prefix}{level.label}", self._planned(level), enabled=self.show_progress)
         origin = self.clock()
@@ -111,12 +113,16 @@ class Runner:
             records = await self._open_loop(level, workload, one, origin)
         progress.close()
         after = await self._scrape(session) if level.measured else None
+        affinity_after = await self._scrape_affinity(session) if affinity_before is not None else None
         summary = summarize(level.label, records, self.scenario.slo, qps=level.qps, concurrency=level.concurrency,
                             x=level.x)
         if isinstance(before, str) or isinstance(after, str):
             summary.engine_metrics_error = before if isinstance(before, str) else str(after)
         elif before is not None and after is not None:
             summary.engine_hit_rate = (after - before).hit_rate
+        if affinity_before is not None and affinity_after is not None:
+            delta = affinity_after - affinity_before
+            summary.affinity_kept, summary.affinity_yielded = round(delta.kept), round(delta.yielded)
         return LevelResult(summary, records)
 
     def _stop(self, level: Level, sent: int, elapsed_s: float) -> bool:
@@ -181,6 +187,14 @@ class Runner:
 
         await asyncio.gather(*(worker() for _ in range(level.concurrency or 1)))
         return records
+
+    async def _scrape_affinity(self, session: aiohttp.ClientSession) -> engine_metrics.AffinityCounters | None:
+        """The target's affinity counters, if it is our router with a prefix-affinity-filter; None otherwise, or when
+        its /metrics cannot be read: the level is then reported without them."""
+        try:
+            return await engine_metrics.scrape_affinity(session, self.target)
+        except (aiohttp.ClientError, ValueError, TimeoutError):
+            return None
 
     async def _scrape(self, session: aiohttp.ClientSession) -> engine_metrics.PrefixCounters | str | None:
         if not self.engine_metrics_urls:

@@ -75,6 +75,9 @@ class LevelSummary(BaseModel):
     client_cached_ratio: float | None = None  # Σ usage cached_tokens / Σ usage prompt_tokens
     engine_hit_rate: float | None = None  # Δ vllm:prefix_cache_hits_total / Δ vllm:prefix_cache_queries_total
     engine_metrics_error: str | None = None
+    # the target router's prefix-affinity-filter choices over the level (None: not our router, or no such filter)
+    affinity_kept: int | None = None
+    affinity_yielded: int | None = None
     errors: dict[str, int] = {}
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from kserve_llmd.aio import stop_tasks
+
 #: Generous upper bound for things that happen "right after" a request (KV events are published after the step).
 EVENTUALLY = 20.0
 REPLAY_END = b"\xff" * 8
@@ -97,3 +99,36 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = EVENT
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.2)
+
+
+class LoopLag:
+    """How late this process's event loop woke, at worst, while it was watched: a task asks to wake every
+    ``period`` seconds and records the lateness. On a loaded 2-core machine with one engine pinned to each core, a
+    failure that looks like the engine's (a loopback connect timing out) can be the test process not running;
+    the worst lag, printed with the failure, tells the two apart. ``async with LoopLag() as lag: ...; lag.worst``."""
+
+    def __init__(self, period: float = 0.05) -> None:
+        self.period = period
+        self.worst = 0.0
+        self.worst_at = 0.0  # time.monotonic() of the worst wake-up
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(self.period)
+            woke = time.monotonic()
+            late = woke - asked - self.period
+            if late > self.worst:
+                self.worst, self.worst_at = late, woke
+
+    def __str__(self) -> str:
+        ago = time.monotonic() - self.worst_at
+        return f"worst event-loop lag {self.worst:.2f} s, {ago:.0f} s ago"
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._watch(), name="loop lag")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await stop_tasks(self._task)

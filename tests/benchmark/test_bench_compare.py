@@ -45,6 +45,13 @@ async def test_compare_runs_each_config_on_a_fresh_cluster_and_stops_it(tmp_path
         assert level.completed == 8, level.errors
         assert level.failed == 0
         assert level.engine_hit_rate is not None  # counters were scraped from the engines behind the router
+    # the router's prefix-affinity choices are read from its /metrics; round-robin has no such filter: no choice made
+    rr, precise = (run.levels[0] for run in report.runs)
+    assert (rr.affinity_kept, rr.affinity_yielded) == (0, 0)
+    assert precise.affinity_kept is not None
+    assert precise.affinity_yielded is not None
+    assert precise.affinity_kept + precise.affinity_yielded <= 8
+    assert "| yields |" in (tmp_path / "cmp.md").read_text()
     assert report.baseline == "round-robin"
     assert len(report.comparison) == 2
     assert report.environment["engines"] == 2

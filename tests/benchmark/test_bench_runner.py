@@ -10,7 +10,7 @@ import pytest
 from conftest import EngineDouble
 
 from kserve_llmd.benchmark import scenario as scenario_mod
-from kserve_llmd.benchmark.engine_metrics import metrics_url, parse_prefix_counters
+from kserve_llmd.benchmark.engine_metrics import AffinityCounters, metrics_url, parse_affinity, parse_prefix_counters
 from kserve_llmd.benchmark.orchestrate import bench_target
 from kserve_llmd.benchmark.report import BenchReport, RunSummary, markdown
 from kserve_llmd.benchmark.runner import Runner
@@ -134,6 +134,17 @@ def test_prometheus_counters_are_summed_over_label_sets() -> None:
     counters = parse_prefix_counters(text)
     assert (counters.hits, counters.queries, counters.hit_rate) == (12, 24, 0.5)
     assert metrics_url("http://h:1") == "http://h:1/metrics"
+
+
+def test_router_affinity_counters_are_read_by_decision_and_absent_elsewhere() -> None:
+    text = ('kserve_llmd_router_prefix_affinity_decisions_total{decision="kept"} 40.0\n'
+            'kserve_llmd_router_prefix_affinity_decisions_total{decision="yielded"} 3.0\n')
+    before = parse_affinity(text.replace("40.0", "10.0").replace("3.0", "1.0"))
+    after = parse_affinity(text)
+    assert after is not None
+    assert before is not None
+    assert after - before == AffinityCounters(kept=30.0, yielded=2.0)
+    assert parse_affinity('vllm:prefix_cache_hits_total{engine="0"} 5\n') is None  # an engine, or another router
     assert metrics_url("http://h:1/m") == "http://h:1/m"
 
 

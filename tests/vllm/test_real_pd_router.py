@@ -26,9 +26,9 @@ import pytest_asyncio
 
 from kserve_llmd.realvllm import BLOCK_SIZE, MODEL_NAME, RealVllm, RealVllmError, free_ports, nixl_available
 from kserve_llmd.realvllm.ports import log_shows_port_clash
-from kserve_llmd.realvllm.probe import eventually, metric_families, post_json, replay_batches, sample_value
+from kserve_llmd.realvllm.probe import LoopLag, eventually, metric_families, post_json, replay_batches, sample_value
 from kserve_llmd.router.app import Router
-from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, load_preset
+from kserve_llmd.router.config import EndpointSpec, RouterConfig, ScrapeConfig, TimeoutsConfig, load_preset
 from kserve_llmd.router.discovery import StaticDiscovery
 from kserve_llmd.router.hashing import block_keys, seed_for
 from kserve_llmd.wire.kv_events import BlockStored, decode_batch
@@ -42,6 +42,13 @@ pytestmark = [
     pytest.mark.timeout(900),
 ]
 
+#: One CI run (2026-11-25) failed here: the router's connect to the decode engine timed out after the default 5 s,
+#: right after a prefill, while the router's scraper kept reading that engine's /metrics over its kept-alive
+#: connection (so the engine was serving). A loopback connect is answered by the kernel, so 5 s without one most
+#: likely means this process did not run (two engines, each pinned to one of the machine's 2 cores, compete with it);
+#: not reproduced in 3 runs of this module. The connect timeout is therefore generous here, and a failed request
+#: reports the worst event-loop lag seen (``LoopLag``), to tell the two causes apart if it comes back.
+CONNECT_30S = TimeoutsConfig(connect=30.0)
 KV_TRANSFER = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both", "kv_buffer_device": "cpu"})
 MAX_TOKENS = 20
 
@@ -74,6 +81,7 @@ class Setup:
     router: Router
     prefill_id: str
     decode_id: str
+    lag: LoopLag
 
     def pd(self, name: str, **labels: str) -> float:
         return self.router.metrics.registry.get_sample_value(f"kserve_llmd_router_pd_{name}", labels) or 0.0
@@ -94,13 +102,14 @@ async def setup() -> AsyncIterator[Setup]:
         config = RouterConfig(prefill=[EndpointSpec(url=prefill.url, kv_events=prefill.kv_events)],
                               decode=[EndpointSpec(url=decode.url, kv_events=decode.kv_events)],
                               scheduler=load_preset("pd-always"), tokenizer=str(prefill.model_path),
-                              scrape=ScrapeConfig(interval=0.1, stale_after=60.0))
-        async with Router(config, StaticDiscovery(config.all_endpoints()), rng=random.Random(5)) as router:
+                              scrape=ScrapeConfig(interval=0.1, stale_after=60.0), timeouts=CONNECT_30S)
+        async with Router(config, StaticDiscovery(config.all_endpoints()), rng=random.Random(5)) as router, \
+                LoopLag() as lag:
             ids = {ep.url: ep.id for ep in router.endpoints}
             ingester = router.ingester
             assert ingester is not None
             assert await ingester.wait_joined(0)
-            yield Setup(prefill, decode, router, ids[prefill.url], ids[decode.url])
+            yield Setup(prefill, decode, router, ids[prefill.url], ids[decode.url], lag)
 
 
 @dataclass
@@ -172,7 +181,7 @@ async def via_router(s: Setup, body: dict[str, Any], request_id: str) -> tuple[s
     """POST the body to the router: (X-Routed-To, generated text, completion tokens)."""
     async with aiohttp.ClientSession() as http, http.post(s.router.url + "/v1/completions", json=body,
                                                            headers={"X-Request-Id": request_id}) as r:
-        assert r.status == 200, await r.text()
+        assert r.status == 200, f"{await r.text()} ({s.lag})"
         routed_to = r.headers["X-Routed-To"]
         if not body.get("stream"):
             out = await r.json()
