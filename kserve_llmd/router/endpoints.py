@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from kserve_llmd.router.interfaces import Endpoint, EndpointEvent
+from kserve_llmd.router.interfaces import Endpoint, EndpointEvent, RequestContext
 from kserve_llmd.types import JSON, EndpointId
 
 
@@ -19,6 +19,26 @@ def endpoint_id(url: str) -> EndpointId:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname}:{port}"
+
+
+class PrefillHold:
+    """One request's share of ``Endpoint.prefill_tokens``: its prompt tokens that ``ep`` does not cache (by the
+    request's prefix match; all of them without one), added now and taken back once by ``release`` (at the first
+    answer byte, or when the attempt ends without one)."""
+
+    __slots__ = ("_ep", "_tokens")
+
+    def __init__(self, ep: Endpoint, ctx: RequestContext) -> None:
+        prefix = ctx.prefix
+        cached = 0.0 if prefix is None else prefix.ratio(ep.id) * ctx.prompt_tokens
+        self._tokens = max(ctx.prompt_tokens - int(cached), 0)
+        self._ep = ep
+        ep.prefill_tokens += self._tokens
+
+    def release(self) -> None:
+        if self._tokens:
+            self._ep.prefill_tokens -= self._tokens
+            self._tokens = 0
 
 
 class EndpointRegistry:

@@ -47,6 +47,8 @@ class Exchange:
         self.first_byte_at: float | None = None
         #: Sent on a pooled keep-alive connection (which the engine may have closed just as it was reused).
         self.reused = False
+        #: Called once, from the read callback, when the first body byte arrives.
+        self.on_first_byte: Callable[[], None] | None = None
         self._conn = conn
         self._loop = loop
         self._clock = clock
@@ -121,6 +123,8 @@ class Exchange:
     def _on_body(self, data: bytes) -> None:
         if self.first_byte_at is None:
             self.first_byte_at = self._clock()
+            if self.on_first_byte is not None:
+                self.on_first_byte()
         sink = self._sink
         if sink is not None:
             sink(data)

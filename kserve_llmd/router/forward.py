@@ -25,6 +25,7 @@ from multidict import CIMultiDict
 
 from kserve_llmd.errors import UpstreamFailedError, UpstreamTimeoutError
 from kserve_llmd.http import JSON_CONTENT_TYPE, SSE_HEADERS
+from kserve_llmd.router.endpoints import PrefillHold
 from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.messages import CLIENT_CLOSED, Request, Response, Stream
 from kserve_llmd.router.metrics import RouterMetrics
@@ -116,8 +117,9 @@ class Forwarder:
                 self._metrics.retries.inc()
             ep.inflight_requests += 1
             ep.inflight_tokens += tokens
+            prefill = PrefillHold(ep, ctx)
             try:
-                return await self._attempt(request, ctx, ep, raw, headers)
+                return await self._attempt(request, ctx, ep, raw, headers, prefill)
             except UpstreamConnectError as exc:
                 self.count(ep.id, "connect_failed")
                 if exc.refused:
@@ -127,16 +129,18 @@ class Forwarder:
             finally:
                 ep.inflight_requests -= 1
                 ep.inflight_tokens -= tokens
+                prefill.release()
         return Response.error(UpstreamFailedError(
             f"no endpoint could be reached after {len(targets)} attempt(s): {'; '.join(failures)}"
         ))
 
     async def _attempt(
-        self, request: Request, ctx: RequestContext, ep: Endpoint, raw: bytes, headers: bytes
+        self, request: Request, ctx: RequestContext, ep: Endpoint, raw: bytes, headers: bytes, prefill: PrefillHold
     ) -> Response | Stream:
         pool = self._pool()
         sent = pool.loop_time()
         ex = await pool.request(ep.url, ctx.path, headers, raw)  # UpstreamConnectError: the caller moves on
+        ex.on_first_byte = prefill.release
         try:
             try:
                 await ex.head()
@@ -146,6 +150,7 @@ class Forwarder:
                 # a keep-alive connection the engine closed just as it was reused: once more, on a new connection
                 ex.close()
                 ex = await pool.request(ep.url, ctx.path, headers, raw, fresh=True)
+                ex.on_first_byte = prefill.release
                 await ex.head()
         except UpstreamTimeout:
             self.count(ep.id, "timeout")

@@ -50,6 +50,10 @@ class Endpoint:
     # What the router itself knows, updated at pick time and on completion (not only from scrapes).
     inflight_requests: int = 0
     inflight_tokens: int = 0
+    #: Uncached prompt tokens of the requests in flight there whose first answer byte has not arrived yet: the
+    #: prefill work queued on that engine, which is what delays a new request's first token. A non-streamed answer
+    #: shows no first token before its end, so its prompt counts until then.
+    prefill_tokens: int = 0
     index: int = 0  # dense slot number, assigned by the endpoint registry (used for bitmasks)
     labels: dict[str, str] = field(default_factory=dict)
 

@@ -72,11 +72,15 @@ class _StateCollector(Collector):
                                      labels=["endpoint"])
         tokens = GaugeMetricFamily(f"{PREFIX}_inflight_tokens",
                                    "Prompt + max_tokens of requests in flight per endpoint.", labels=["endpoint"])
+        prefill = GaugeMetricFamily(f"{PREFIX}_inflight_prefill_tokens",
+                                    "Uncached prompt tokens of in-flight requests not yet answered with a first byte.",
+                                    labels=["endpoint"])
         healthy = GaugeMetricFamily(f"{PREFIX}_endpoint_healthy", "1 when the endpoint is healthy.",
                                     labels=["endpoint"])
         for ep in self._endpoints:
             inflight.add_metric([ep.id], ep.inflight_requests)
             tokens.add_metric([ep.id], ep.inflight_tokens)
+            prefill.add_metric([ep.id], ep.prefill_tokens)
             healthy.add_metric([ep.id], 1.0 if ep.healthy else 0.0)
         open_now, refusals = self._clients()
         connections = GaugeMetricFamily(f"{PREFIX}_client_connections", "Client connections open.")
@@ -86,7 +90,7 @@ class _StateCollector(Collector):
                                       "beyond twice the cap).", labels=["answer"])
         for answer, count in sorted(refusals.items()):
             refused.add_metric([answer], float(count))
-        out: list[Metric] = [inflight, tokens, healthy, connections, refused]
+        out: list[Metric] = [inflight, tokens, prefill, healthy, connections, refused]
         if self._index_stats is not None:
             stats: dict[str, Any] = self._index_stats()
             for key, value in sorted(stats.items()):

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kserve_llmd.errors import ConfigError, KserveLlmdError, KVTransferError, UpstreamFailedError, UpstreamTimeoutError
 from kserve_llmd.http import JSON_CONTENT_TYPE
-from kserve_llmd.router.endpoints import EndpointRegistry
+from kserve_llmd.router.endpoints import EndpointRegistry, PrefillHold
 from kserve_llmd.router.interfaces import Endpoint, PDDecider, PDDecision, RequestContext
 from kserve_llmd.router.loopmetrics import Counter, Histogram, LoopCollector
 from kserve_llmd.router.messages import CLIENT_CLOSED, Request, Response, Stream
@@ -212,6 +212,7 @@ class PDOrchestrator:
             started = self._clock()
             ep.inflight_requests += 1
             ep.inflight_tokens += tokens
+            prefill = PrefillHold(ep, ctx)  # the whole leg is prefill: held until its answer
             try:
                 async with self._session().post(ep.url + ctx.path, data=body, headers=headers,
                                                 timeout=self._timeout) as resp:
@@ -228,6 +229,7 @@ class PDOrchestrator:
             finally:
                 ep.inflight_requests -= 1
                 ep.inflight_tokens -= tokens
+                prefill.release()
             return self._parse(ctx, ep, status, data, content_type, self._clock() - started)
         return _PrefillFailed("prefill_unreachable", UpstreamFailedError(
             f"no prefill endpoint could be reached: {'; '.join(unreachable)}"))

@@ -70,6 +70,27 @@ async def test_stream_is_passed_through_chunk_by_chunk() -> None:
         assert (received + rest).endswith(b"data: [DONE]\n\n")
 
 
+async def test_pending_prefill_is_held_until_the_first_chunk() -> None:
+    """``prefill_tokens``: the request's prompt counts as prefill work on its endpoint until the engine's first
+    answer byte, then only as in-flight work; nothing is left behind at the end."""
+    async with EngineDouble(mode="gated", chunks=2) as eng, running_router([eng]) as router, \
+            aiohttp.ClientSession() as client:
+        ep = next(iter(router.endpoints))
+        async with client.post(router.url + "/v1/completions", json={**COMPLETION, "stream": True}) as resp:
+            assert resp.status == 200
+            # before any chunk: the whole prompt (no prefix cache here) is pending prefill
+            assert ep.prefill_tokens > 0
+            assert ep.prefill_tokens == ep.inflight_tokens - COMPLETION["max_tokens"]
+            eng.gate.put_nowait(None)
+            assert b"t0" in await resp.content.readany()
+            assert ep.prefill_tokens == 0  # the first token came: decoding now
+            assert ep.inflight_tokens > 0
+            eng.gate.put_nowait(None)
+            await resp.read()
+        await until(lambda: ep.inflight_requests == 0)
+        assert (ep.prefill_tokens, ep.inflight_tokens) == (0, 0)
+
+
 async def test_slow_client_pauses_reading_from_the_engine() -> None:
     """A client that does not read: the router stops reading from the engine once the client's socket buffer is
     full, so the engine's own writes block (nothing piles up in the router); then every byte arrives in order."""
@@ -109,10 +130,14 @@ async def test_client_disconnect_while_engine_is_prefilling() -> None:
         async with aiohttp.ClientSession() as client:
             task = asyncio.create_task(client.post(router.url + "/v1/completions", json=COMPLETION))
             await until(lambda: bool(eng.seen))
+            ep = next(iter(router.endpoints))
+            assert ep.prefill_tokens > 0  # no byte yet: the prompt is pending prefill there
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
         await asyncio.wait_for(eng.closed.wait(), timeout=30)
+        await until(lambda: ep.inflight_requests == 0)
+        assert ep.prefill_tokens == 0  # released with the abandoned attempt
 
 
 async def test_connect_failure_retries_on_next_endpoint() -> None:
@@ -129,6 +154,7 @@ async def test_connect_failure_retries_on_next_endpoint() -> None:
         assert router.metrics.registry.get_sample_value("kserve_llmd_router_retries_total") == 1
         assert [ep.healthy for ep in router.endpoints] == [False, True]
         assert all(ep.inflight_requests == 0 and ep.inflight_tokens == 0 for ep in router.endpoints)
+        assert all(ep.prefill_tokens == 0 for ep in router.endpoints)  # the refused attempt gave its share back
 
 
 async def test_keep_alive_closed_by_the_engine_is_retried_on_a_new_connection() -> None:

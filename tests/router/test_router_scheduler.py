@@ -13,6 +13,7 @@ from kserve_llmd.errors import ConfigError
 from kserve_llmd.router.app import Router
 from kserve_llmd.router.config import RouterConfig, load_preset, parse_scheduler_config, preset_names
 from kserve_llmd.router.discovery import StaticDiscovery
+from kserve_llmd.router.endpoints import PrefillHold
 from kserve_llmd.router.interfaces import Endpoint, EngineMetrics, PrefixMatch, RequestContext
 from kserve_llmd.router.plugins._base import NEUTRAL, PluginDeps
 from kserve_llmd.router.plugins.kv_cache_utilization_scorer import KVCacheUtilizationScorer
@@ -85,6 +86,30 @@ def test_load_aware_scorer_counts_router_inflight_tokens() -> None:
     assert list(s.score(ctx(), endpoints)) == pytest.approx([0.5, 1.0, 0.8])
     endpoints[1].inflight_tokens = 4000  # above the threshold: relative to the most loaded
     assert list(s.score(ctx(), endpoints)) == pytest.approx([1 - 500 / 4000, 0.0, 1 - 200 / 4000])
+    endpoints[0].prefill_tokens = 500  # ignored unless weighted (the default weight is 0)
+    assert list(s.score(ctx(), endpoints)) == pytest.approx([1 - 500 / 4000, 0.0, 1 - 200 / 4000])
+
+
+def test_load_aware_scorer_weighs_pending_prefill_when_asked() -> None:
+    s = LoadAwareScorer("l", LoadParams(threshold=1000, pendingPrefillWeight=4), deps())
+    endpoints = eps(2)
+    # e0: one request still prefilling 300 uncached tokens; e1: two requests decoding, nothing to prefill
+    endpoints[0].inflight_tokens, endpoints[0].prefill_tokens = 400, 300
+    endpoints[1].inflight_tokens = 800
+    assert list(s.score(ctx(), endpoints)) == pytest.approx([0.0, 1 - 800 / 1600])  # 400 + 4 x 300 = 1600
+
+
+def test_pending_prefill_hold_counts_the_uncached_prompt_once() -> None:
+    endpoints = eps(2)
+    prefix = PrefixMatch(total_blocks=10, matched_blocks={"e0:80": 6}, block_size=16)
+    c = ctx(prompt_tokens=160, prefix=prefix)
+    holds = [PrefillHold(ep, c) for ep in endpoints]
+    assert [ep.prefill_tokens for ep in endpoints] == [64, 160]  # e0 caches 60% of the prompt
+    holds[0].release()
+    holds[0].release()  # a second release (first byte, then the attempt's end) changes nothing
+    assert [ep.prefill_tokens for ep in endpoints] == [0, 160]
+    holds[1].release()
+    assert endpoints[1].prefill_tokens == 0
 
 
 def test_session_affinity_sticks_after_pick() -> None:
