@@ -17,9 +17,9 @@ Parameters: ``threshold`` (tokens, >0, default 8192), ``queuedRequestTokens`` (�
 ``pendingPrefillWeight`` (≥0, default 0; the ``least-load`` preset uses 4). (llm-d's scorer of the same name counts
 waiting requests against a queue threshold; this one counts tokens.)
 
-Why the least-load preset weighs pending prefill: without it, on random prompts at low load it sent 21% of requests
-to an engine still prefilling another one (round-robin: 0%), and its TTFT p90 was 1.6× round-robin's
-(``benchmarks/results/bench_low-sharing.md``, measured 2026-11-25 before the change).
+Why the least-load preset weighs pending prefill: without it, on random prompts at 2 QPS (``low-sharing``) it sent
+21% of requests to an engine still prefilling another one (round-robin: 0%), and its TTFT p90 was 831 ms against
+round-robin's 515. With weight 4 it sent none there, and its TTFT p90 was 514 against 513 (benchmarks/README.md).
 """
 
 from __future__ import annotations
