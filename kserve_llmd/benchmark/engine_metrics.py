@@ -51,15 +51,16 @@ def parse_prefix_counters(text: str) -> PrefixCounters:
     return PrefixCounters(hits, queries)
 
 
-async def _scrape_one(session: aiohttp.ClientSession, url: str) -> PrefixCounters:
+async def _metrics_text(session: aiohttp.ClientSession, url: str) -> str:
     async with session.get(metrics_url(url), timeout=aiohttp.ClientTimeout(total=10)) as response:
         response.raise_for_status()
-        return parse_prefix_counters(await response.text())
+        return await response.text()
 
 
 async def scrape(session: aiohttp.ClientSession, urls: list[str]) -> PrefixCounters:
     """Sum of the counters over all engines. Raises ``aiohttp.ClientError`` / ``ValueError`` when one fails."""
-    parts = await asyncio.gather(*(_scrape_one(session, url) for url in urls))
+    parts = [parse_prefix_counters(text) for text in await asyncio.gather(*(_metrics_text(session, url)
+                                                                             for url in urls))]
     return PrefixCounters(sum(p.hits for p in parts), sum(p.queries for p in parts))
 
 
@@ -86,6 +87,4 @@ def parse_affinity(text: str) -> AffinityCounters | None:
 
 async def scrape_affinity(session: aiohttp.ClientSession, url: str) -> AffinityCounters | None:
     """``parse_affinity`` of the router at ``url`` (its base URL). Raises like ``scrape``."""
-    async with session.get(metrics_url(url), timeout=aiohttp.ClientTimeout(total=10)) as response:
-        response.raise_for_status()
-        return parse_affinity(await response.text())
+    return parse_affinity(await _metrics_text(session, url))

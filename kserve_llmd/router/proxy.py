@@ -35,7 +35,7 @@ from kserve_llmd.router.interfaces import Endpoint, RequestContext
 from kserve_llmd.router.messages import Request, Response, Routes, Stream
 from kserve_llmd.router.metrics import RouterMetrics
 from kserve_llmd.router.pd import PDOrchestrator
-from kserve_llmd.router.plugins.prefix_affinity_filter import DECISION as AFFINITY_DECISION
+from kserve_llmd.router.plugins import prefix_affinity_filter as affinity_filter
 from kserve_llmd.router.scheduler import Scheduler
 from kserve_llmd.router.tokenization import LocalTokenization, RequestTokenizer
 from kserve_llmd.router.traffic import VERSION_HEADER, TrafficSplit
@@ -75,7 +75,7 @@ class Proxy:
         self._default_max_tokens = config.limits.default_max_tokens
         self._observe_decision = metrics.decision_latency.observe
         self._observe_ratio = metrics.prefix_match_ratio.observe
-        self._affinity = {d: metrics.affinity.labels(d) for d in ("kept", "yielded")}
+        self._affinity = {d: metrics.affinity.labels(d) for d in (affinity_filter.KEPT, affinity_filter.YIELDED)}
         self.forwarder = Forwarder(pool, metrics, drop_auth=self._api_key is not None,
                                    max_error_body=config.limits.max_error_body_bytes)
 
@@ -128,7 +128,7 @@ class Proxy:
             self._observe_decision(time.perf_counter() - started)
             if ctx.prefix is not None and ctx.prefix.total_blocks:
                 self._observe_ratio(ctx.prefix.ratio(primary.target.id))
-                affinity = ctx.cycle_state.get(AFFINITY_DECISION)
+                affinity = ctx.cycle_state.get(affinity_filter.DECISION)
                 if affinity is not None:
                     self._affinity[affinity].inc()
         except KserveLlmdError as exc:

@@ -46,6 +46,7 @@ TYPE = "prefix-affinity-filter"
 #: ``ctx.cycle_state`` key of the filter's decision when it had one to make: "kept" (the sticky endpoints passed) or
 #: "yielded" (the others passed). The proxy counts it (``kserve_llmd_router_prefix_affinity_decisions_total``).
 DECISION = "prefix-affinity"
+KEPT, YIELDED = "kept", "yielded"
 
 
 class Parameters(Params):
@@ -86,7 +87,7 @@ class PrefixAffinityFilter:
         best_sticky = min(self.cost(ctx, ep, now) for ep in sticky)
         best_other = min(self.cost(ctx, ep, now) for ep in others)
         if best_sticky <= best_other * (1.0 + self.p.penalty) + self.p.slackTokens:
-            ctx.cycle_state[DECISION] = "kept"
+            ctx.cycle_state[DECISION] = KEPT
             return sticky
-        ctx.cycle_state[DECISION] = "yielded"
+        ctx.cycle_state[DECISION] = YIELDED
         return others
