@@ -74,7 +74,7 @@ class AffinityCounters:
 
 
 def parse_affinity(text: str) -> AffinityCounters | None:
-    """The router's affinity choices; None when the text has no such series (another router, or no filter)."""
+    """The router's affinity choices; None when the text has no such series (an engine, or another router)."""
     found = False
     counts = {"kept": 0.0, "yielded": 0.0}
     for family in text_string_to_metric_families(text):

@@ -189,8 +189,9 @@ class Runner:
         return records
 
     async def _scrape_affinity(self, session: aiohttp.ClientSession) -> engine_metrics.AffinityCounters | None:
-        """The target's affinity counters, if it is our router with a prefix-affinity-filter; None otherwise, or when
-        its /metrics cannot be read: the level is then reported without them."""
+        """The target's affinity counters if it is our router (zero choices when its preset has no
+        prefix-affinity-filter); None for any other target, or when its /metrics cannot be read: the level is then
+        reported without them."""
         try:
             return await engine_metrics.scrape_affinity(session, self.target)
         except (aiohttp.ClientError, ValueError, TimeoutError):
